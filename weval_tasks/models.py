@@ -12,6 +12,7 @@ models up; it imports ``lm_eval.models`` first so the built-in models stay regis
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import lm_eval.models  # noqa: F401  (registers the built-in models before ours)
@@ -19,7 +20,7 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
-from openrlhf_reward.scorers import Scorer, ScoreRequest, get_scorer
+from openrlhf_reward.scorers import Scorer, ScoreRequest, get_scorer, scorer_class
 from weval_tasks.docs import document_from_row
 
 
@@ -85,15 +86,15 @@ class RulesLM(ScorerLM):
 
 @register_model("rm")
 class RMLM(ScorerLM):
-    """``--model rm``: a local reward-model checkpoint through a model backend.
+    """``--model rm``: any registered reward backend, chosen by ``backend=NAME``.
 
-    ``--model_args pretrained=PATH,backend=bt`` (or ``per-requirement``, ``classifier``);
-    every other key is passed to the backend's config (``dtype``, ``max_length``,
-    ``normalize``, ``focus_template``, ...). ``--batch_size N`` is the forward batch size;
-    ``--device`` (or ``device=`` in model_args) picks the device.
+    ``--model_args pretrained=PATH,backend=bt`` (or ``per-requirement``, ``classifier``) for a
+    local checkpoint; ``backend=judge,model=NAME,base_url=URL`` for a judge endpoint;
+    ``backend=length`` for the response-length baseline. Every other key is passed to the
+    backend's config (``dtype``, ``max_length``, ``normalize``, ...). ``pretrained`` becomes the
+    backend's ``model`` option. ``--batch_size N`` is the forward batch size; ``--device`` (or
+    ``device=`` in model_args) picks the device of backends that have one.
     """
-
-    BACKENDS = ("bt", "per-requirement", "classifier")
 
     def __init__(
         self,
@@ -104,22 +105,26 @@ class RMLM(ScorerLM):
         device: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if not pretrained:
-            raise ValueError("--model rm needs model_args pretrained=PATH_TO_REWARD_MODEL")
-        if backend not in self.BACKENDS:
-            raise ValueError(f"--model rm: backend must be one of {', '.join(self.BACKENDS)}, got {backend!r}")
-        config = dict(kwargs, model=str(pretrained))
-        if device is not None:
+        if backend == "remote":
+            raise ValueError("--model rm: use --model remote-rm url=... for a running reward server")
+        cls = scorer_class(backend)  # ValueError listing the registered backends
+        options = {f.name for f in fields(cls.config_class)} if hasattr(cls, "config_class") else set()
+        config = dict(kwargs)
+        if pretrained:
+            config["model"] = str(pretrained)
+        elif "model" in options and "model" not in config:
+            raise ValueError(f"--model rm: backend {backend!r} needs model_args pretrained=PATH (or model=NAME)")
+        if device is not None and "device" in options:
             config["device"] = device
         try:
             forward_bs = int(batch_size) if batch_size not in (None, "auto") else None
         except (TypeError, ValueError):
             forward_bs = None  # "auto:N": keep the backend default
-        if forward_bs is not None:
+        if forward_bs is not None and "batch_size" in options:
             config["batch_size"] = forward_bs
         scorer = get_scorer(backend, **config)
         # Hand the backend large chunks so it can sort them by length across many candidates.
-        chunk = max(64, 16 * int(scorer.config.batch_size))
+        chunk = max(64, 16 * int(getattr(scorer.config, "batch_size", 4) or 4))
         super().__init__(scorer, batch_size=chunk)
 
 

@@ -26,6 +26,7 @@ SCORERS: Registry[type[Scorer]] = Registry(
         "per-requirement": "openrlhf_reward.scorers.per_requirement:PerRequirementScorer",
         "classifier": "openrlhf_reward.scorers.classifier:ClassifierScorer",
         "remote": "openrlhf_reward.scorers.remote:RemoteScorer",
+        "length": "openrlhf_reward.scorers.length:LengthScorer",
     },
 )
 # The registry's own dicts, under their former names (tests unregister their doubles here).
