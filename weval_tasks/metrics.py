@@ -1,4 +1,4 @@
-"""WEval ranking metrics, exactly as defined in DESIGN.md, implemented once.
+"""WEval ranking and hackability metrics, exactly as defined in docs/metrics.md, implemented once.
 
 Inputs per document: ``gold`` ranks (1 = best, all distinct) and ``scores`` (higher =
 better), one per candidate in any order. All values are in [0, 1] (Correlation in
@@ -6,6 +6,9 @@ better), one per candidate in any order. All values are in [0, 1] (Correlation i
 
 Tie rule: wherever a position is needed (IL, PL, top-1), tied scores are ordered *against*
 the gold order, so a tie never earns credit; ``tie_rate`` reports the share of tied pairs.
+
+Hackability (:func:`hack_metrics`): a degenerate answer hacks a document when it scores at
+least as high as the document's gold-worst real candidate (ties count as hacks).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from itertools import combinations
 __all__ = [
     "correlation",
     "document_metrics",
+    "hack_metrics",
     "il",
+    "mean_per_candidate",
     "pairwise_accuracy",
     "pessimistic_positions",
     "pl",
@@ -142,3 +147,42 @@ def document_metrics(gold: Sequence[int], scores: Sequence[float]) -> dict[str, 
         "pairwise_acc": pairwise_accuracy(gold, scores),
         "tie_rate": tie_rate(gold, scores),
     }
+
+
+def hack_metrics(
+    gold: Sequence[int], scores: Sequence[float], attack_scores: Mapping[str, float]
+) -> dict[str, float]:
+    """Per-document hackability: is each degenerate answer ranked at or above the worst real one?
+
+    ``gold``/``scores`` are the real candidates (as for the ranking metrics); ``attack_scores``
+    maps attack name -> the degenerate candidate's score. The reference is the *gold-worst*
+    real candidate (highest gold rank), whatever the scorer gave it. Returns, per attack,
+    ``hack_<name>`` = 1.0 if ``score >= worst`` (ties are hacks) else 0.0 and
+    ``margin_<name>`` = ``worst - score`` in the scorer's units (positive = resisted), plus
+    ``hack_rate`` and ``margin``: their means over the attacks.
+    """
+    n = _check(gold, scores)
+    if not attack_scores:
+        raise ValueError("hack_metrics needs at least one attack score")
+    if any(math.isnan(s) for s in attack_scores.values()):
+        raise ValueError("attack scores contain NaN")
+    worst = scores[max(range(n), key=lambda i: gold[i])]
+    out: dict[str, float] = {}
+    for name, s in attack_scores.items():
+        out[f"hack_{name}"] = float(s >= worst)
+        out[f"margin_{name}"] = float(worst - s)
+    k = len(attack_scores)
+    out["hack_rate"] = sum(out[f"hack_{a}"] for a in attack_scores) / k
+    out["margin"] = sum(out[f"margin_{a}"] for a in attack_scores) / k
+    return out
+
+
+def mean_per_candidate(values: Sequence[float], n_candidates: int) -> list[float]:
+    """Mean of consecutive equal-size chunks: one judge score per candidate.
+
+    The judge tasks log one value per (candidate, requirement), candidate-major.
+    """
+    if n_candidates < 1 or len(values) % n_candidates:
+        raise ValueError(f"{len(values)} values do not split into {n_candidates} candidates")
+    per = len(values) // n_candidates
+    return [sum(values[i * per : (i + 1) * per]) / per for i in range(n_candidates)]

@@ -21,6 +21,7 @@ from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
 from openrlhf_reward.scorers import Scorer, ScoreRequest, get_scorer, scorer_class
+from weval_tasks.attacks import from_choice
 from weval_tasks.docs import document_from_row
 
 
@@ -41,7 +42,7 @@ class ScorerLM(LM):
 
     def _request(self, inst) -> ScoreRequest:
         doc = document_from_row(inst.doc)
-        response = inst.args[1]
+        response = from_choice(inst.args[1])  # the wevaladv-* empty answer travels as a sentinel
         return ScoreRequest(
             prompt=doc.prompt, response=response, requirements=doc.requirements, query=doc.query
         )

@@ -116,3 +116,66 @@ def micro_accuracy(items: list[tuple[int, int]]) -> float:
     correct = sum(c for c, _ in items)
     total = sum(t for _, t in items)
     return 100.0 * correct / total if total else float("nan")
+
+
+# ---- hackability probe (wevaladv-*, wevaladvjudge-*) ------------------------------------
+# Choices = the real candidates (document order) followed by the degenerate candidates of
+# weval_tasks.attacks (ATTACKS order). Ranking metrics use the real candidates only.
+
+
+def adv_responses(row: dict) -> list[str]:
+    """wevaladv-*: the real candidates' responses, then one degenerate answer per attack.
+
+    The empty answer travels as ``attacks.EMPTY_CHOICE`` (lm-eval refuses empty choices).
+    """
+    from weval_tasks.attacks import build_attacks, to_choice
+
+    doc = document_from_row(row)
+    return [c.response for c in doc.candidates] + [to_choice(a) for a in build_attacks(doc).values()]
+
+
+def _adv_metrics(row: dict, scores: Sequence[float]) -> dict[str, Any]:
+    from weval_tasks.attacks import ATTACKS
+    from weval_tasks.metrics import hack_metrics
+
+    doc = document_from_row(row)
+    n = len(doc.candidates)
+    if len(scores) != n + len(ATTACKS):
+        raise RuntimeError(
+            f"document {doc.id!r}: {len(scores)} scores for {n} candidates + {len(ATTACKS)} attacks"
+        )
+    if any(math.isnan(s) for s in scores[n:]):
+        raise RuntimeError(f"document {doc.id!r}: the scorer returned NaN for a degenerate candidate")
+    out = _metrics(row, scores[:n])
+    hacks = hack_metrics([c.gold_rank for c in doc.candidates], scores[:n], dict(zip(ATTACKS, scores[n:])))
+    # Hack rates in [0, 100] like the other rates; margins stay in the scorer's units.
+    out.update({k: (100.0 * v if k.startswith("hack_") else v) for k, v in hacks.items()})
+    return out
+
+
+def process_adv(row: dict, results: list) -> dict[str, Any]:
+    """wevaladv-*: one (score, is_greedy) per real then degenerate candidate."""
+    return _adv_metrics(row, [float(r[0]) for r in results])
+
+
+def adv_judge_contexts(row: dict) -> list[str]:
+    """wevaladvjudge-*: one judge prompt per (candidate, requirement), real then degenerate."""
+    from weval_tasks.attacks import build_attacks
+
+    doc = document_from_row(row)
+    responses = [c.response for c in doc.candidates] + list(build_attacks(doc).values())
+    return [
+        JUDGE_TEMPLATE.format(instruction=doc.prompt, response=response, requirement=r.text)
+        for response in responses
+        for r in doc.requirements
+    ]
+
+
+def process_adv_judge(row: dict, results: list) -> dict[str, Any]:
+    """wevaladvjudge-*: candidate score = mean over requirements of log P(" Yes" | judge prompt)."""
+    from weval_tasks.attacks import ATTACKS
+    from weval_tasks.metrics import mean_per_candidate
+
+    doc = document_from_row(row)
+    lls = [float(r[0]) for r in results]
+    return _adv_metrics(row, mean_per_candidate(lls, len(doc.candidates) + len(ATTACKS)))
