@@ -1,10 +1,14 @@
-"""`weval report`: compare WEval runs, with exact overall per-requirement-type accuracy.
+"""`weval report`: compare WEval runs: ranking metrics, hack rates and score diagnostics.
 
-Reads lm-eval output folders (``--output_path`` of ``weval``/``lm_eval`` runs), prints one
-table row per run (the aggregate group, or the categories present), and, from the logged
-samples, the per-requirement-type pairwise accuracy pooled over *all* documents (lm-eval
-groups can only average per-task values, so the group row cannot show it exactly).
-``--plot FILE.png`` draws correlation per category and per-type accuracy for each run.
+Reads lm-eval output folders (``--output_path`` of ``weval``/``lm_eval`` runs) and prints one
+row per run and task family (``weval``, ``wevaljudge``, ``wevaladv``, ``wevaladvjudge``; the
+families' samples are never mixed): the aggregate group, or the categories present. From
+the logged samples (``--log_samples``) it adds what lm-eval groups cannot hold: the
+per-requirement-type pairwise accuracy pooled over *all* documents of the family, and score
+diagnostics (score range, mean score and mean adjacent margin by gold rank).
+``--baseline length`` adds a row per data set and family scored by response word count,
+computed from the logged documents themselves. ``--plot FILE.png`` draws it all.
+Metric definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -13,43 +17,226 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from openrlhf_reward.schema import CATEGORIES, REQUIREMENT_TYPES
+from openrlhf_reward.schema import CATEGORIES, REQUIREMENT_TYPES, DataError
 
 HEADLINE = ("correlation", "il", "pl", "top1", "pairwise_acc", "tie_rate")
+# Longest first so that "wevaladvjudge-x" is not taken for the "wevaladv" family.
+FAMILIES = ("wevaladvjudge", "wevaljudge", "wevaladv", "weval")
+ADV_FAMILIES = ("wevaladv", "wevaladvjudge")
+BASELINES = ("length",)
 
 
-def _run_label(results: dict[str, Any], path: Path) -> str:
+def _attacks() -> tuple[str, ...]:
+    from weval_tasks.attacks import ATTACKS
+
+    return ATTACKS
+
+
+def hack_columns() -> tuple[str, ...]:
+    return ("hack_rate", *(f"hack_{a}" for a in _attacks()), "margin", *(f"margin_{a}" for a in _attacks()))
+
+
+def task_family(task: str) -> str | None:
+    """The family a task or group name belongs to (``None`` for other tasks)."""
+    for fam in FAMILIES:
+        if task == f"{fam}_all" or task.startswith(f"{fam}-"):
+            return fam
+    return None
+
+
+# ---- run labels --------------------------------------------------------------------------
+
+
+def _data_label(results: dict[str, Any]) -> str:
+    files: set[str] = set()
+    for name, cfg in results.get("configs", {}).items():
+        if task_family(name) is None:
+            continue
+        data = (cfg.get("metadata") or {}).get("data_files")
+        if not data:
+            files.add("demo")
+        else:
+            files.update(Path(str(f)).name for f in ([data] if isinstance(data, str) else data))
+    return "+".join(sorted(files)) or "demo"
+
+
+def _model_label(results: dict[str, Any], path: Path) -> str:
     cfg = results.get("config", {})
+    model = str(cfg.get("model") or path.parent.name)
     args = cfg.get("model_args") or {}
     if isinstance(args, str):
-        return f"{cfg.get('model')}({args})" if args else str(cfg.get("model"))
-    detail = ",".join(f"{k}={v}" for k, v in args.items() if k in ("pretrained", "backend", "url"))
-    return f"{cfg.get('model')}({detail})" if detail else str(cfg.get("model", path.parent.name))
+        pairs = [kv.split("=", 1) for kv in args.split(",") if "=" in kv]
+        args = {k.strip(): v.strip() for k, v in pairs}
+    keep = ("backend", "pretrained", "model", "url", "dtype")
+    detail = ",".join(
+        f"{k}={Path(v).name if k == 'pretrained' else v}" for k, v in args.items() if k in keep and v
+    )
+    return f"{model}({detail})" if detail else model
 
 
-def load_run(results_file: Path) -> dict[str, Any]:
-    """One run: headline metrics per task/group and pooled per-type pair counts."""
+# ---- per-document scores from logged samples -----------------------------------------
+
+
+def sample_scores(family: str, rec: dict[str, Any]):
+    """(document, real candidate scores, {attack: score} or None) of one logged sample."""
+    from weval_tasks.docs import document_from_row
+    from weval_tasks.metrics import mean_per_candidate
+
+    doc = document_from_row(rec["doc"])
+    values = [float(r[0][0]) for r in rec["resps"]]
+    n = len(doc.candidates)
+    k = len(_attacks()) if family in ADV_FAMILIES else 0
+    if family.endswith("judge"):
+        values = mean_per_candidate(values, n + k)
+    if len(values) != n + k:
+        raise DataError(f"sample of document {doc.id!r}: {len(values)} scores for {n} candidates + {k} attacks")
+    attacks = dict(zip(_attacks(), values[n:])) if k else None
+    return doc, values[:n], attacks
+
+
+def baseline_scores(name: str, family: str, doc) -> tuple[list[float], dict[str, float] | None]:
+    """Scores of a data-only baseline (``length``: response word count, as the rules count words)."""
+    from openrlhf_reward.checks import count_words
+    from weval_tasks.attacks import build_attacks
+
+    if name != "length":
+        raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+    real = [float(count_words(c.response)) for c in doc.candidates]
+    attacks = None
+    if family in ADV_FAMILIES:
+        attacks = {a: float(count_words(t)) for a, t in build_attacks(doc).items()}
+    return real, attacks
+
+
+def summarise(family: str, items: Iterable[tuple[str, Any, list[float], dict[str, float] | None]]) -> dict[str, Any]:
+    """Everything the report shows, from per-document scores (task, doc, real, attacks).
+
+    ``tasks`` holds the per-task means and the family mean over all documents (keyed
+    ``<family>_all``), exactly as the tasks compute them; ``per_type`` the pooled per-type
+    accuracy; ``diagnostics`` the score range and, per gold rank, the mean score and the mean
+    margin to the next gold rank.
+    """
+    from weval_tasks.metrics import document_metrics, hack_metrics, requirement_type_pairs
+
+    per_task: dict[str, list[dict[str, float]]] = defaultdict(list)
+    pooled: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_rank: dict[int, list[float]] = defaultdict(list)
+    gaps: dict[int, list[float]] = defaultdict(list)
+    lo, hi = float("inf"), float("-inf")
+    for task, doc, real, attacks in items:
+        gold = [c.gold_rank for c in doc.candidates]
+        m = {k: 100.0 * v for k, v in document_metrics(gold, real).items()}
+        if attacks:
+            m.update({k: 100.0 * v if k.startswith("hack_") else v
+                      for k, v in hack_metrics(gold, real, attacks).items()})
+        per_task[task].append(m)
+        types = {r.id: r.type for r in doc.requirements}
+        for t, (c, tot) in requirement_type_pairs(gold, real, [c.dropped for c in doc.candidates], types).items():
+            pooled[t][0] += c
+            pooled[t][1] += tot
+        score_of = dict(zip(gold, real))
+        for g, s in score_of.items():
+            by_rank[g].append(s)
+            if g + 1 in score_of:
+                gaps[g].append(s - score_of[g + 1])
+        lo, hi = min(lo, *real), max(hi, *real)
+    every = [m for ms in per_task.values() for m in ms]
+    tasks = {t: _mean_dicts(ms) for t, ms in sorted(per_task.items())}
+    if every:
+        tasks[f"{family}_all"] = _mean_dicts(every)
+    return {
+        "tasks": tasks,
+        "per_type": {t: 100.0 * c / tot for t, (c, tot) in pooled.items() if tot},
+        "diagnostics": {
+            "n_docs": len(every),
+            "score_min": lo if every else None,
+            "score_max": hi if every else None,
+            "mean_score_by_rank": {g: sum(v) / len(v) for g, v in sorted(by_rank.items())},
+            "mean_margin_by_rank": {g: sum(v) / len(v) for g, v in sorted(gaps.items())},
+        },
+    }
+
+
+def _mean_dicts(ms: list[dict[str, float]]) -> dict[str, float]:
+    return {k: sum(m[k] for m in ms) / len(ms) for k in ms[0]}
+
+
+# ---- loading runs --------------------------------------------------------------------
+
+
+def load_run(results_file: Path) -> list[dict[str, Any]]:
+    """One report row per task family of one run (lm-eval's results file + its samples)."""
     results = json.loads(results_file.read_text())
     stamp = results_file.stem[len("results_") :]
-    tasks = {
-        name: {m: vals.get(f"{m},none") for m in HEADLINE}
-        for name, vals in results.get("results", {}).items()
-        if name.startswith(("weval", "wevaljudge"))
-    }
-    pooled: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for f in results_file.parent.glob(f"samples_*_{stamp}.jsonl"):
-        for line in f.read_text().splitlines():
-            rec = json.loads(line)
-            for t in REQUIREMENT_TYPES:
-                c, tot = rec.get(f"acc_{t}", (0, 0))
-                pooled[t][0] += c
-                pooled[t][1] += tot
-    per_type = {t: 100.0 * c / tot for t, (c, tot) in pooled.items() if tot}
-    return {"label": _run_label(results, results_file), "file": str(results_file), "tasks": tasks,
-            "per_type": per_type}
+    metric_names = (*HEADLINE, *hack_columns())
+    by_family: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for name, vals in results.get("results", {}).items():
+        fam = task_family(name)
+        if fam is not None:
+            by_family[fam][name] = {m: vals[f"{m},none"] for m in metric_names if f"{m},none" in vals}
+    samples: dict[str, list[tuple[str, Any, list[float], dict[str, float] | None]]] = defaultdict(list)
+    docs: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    for f in sorted(results_file.parent.glob(f"samples_*_{stamp}.jsonl")):
+        task = f.name[len("samples_") : -len(f"_{stamp}.jsonl")]
+        fam = task_family(task)
+        if fam is None:
+            continue
+        for lineno, line in enumerate(f.read_text().splitlines(), 1):
+            try:
+                doc, real, attacks = sample_scores(fam, json.loads(line))
+            except (KeyError, ValueError, IndexError, TypeError) as e:
+                raise DataError(f"{f}, line {lineno}: not a WEval sample record ({e})") from None
+            samples[fam].append((task, doc, real, attacks))
+            docs[fam].append((task, doc))
+    label = _model_label(results, results_file)
+    data = _data_label(results)
+    rows = []
+    for fam in sorted(by_family, key=FAMILIES[::-1].index):
+        summary = summarise(fam, samples[fam]) if samples[fam] else {"per_type": {}, "diagnostics": {}}
+        rows.append({
+            "label": label, "data": data, "family": fam, "file": str(results_file),
+            "tasks": by_family[fam], "per_type": summary["per_type"],
+            "diagnostics": summary["diagnostics"], "docs": docs[fam], "baseline": False,
+        })
+    return rows
+
+
+def baseline_rows(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ``name`` baseline row per distinct (data set, family) among the rows with samples."""
+    out, seen = [], set()
+    for row in rows:
+        if not row["docs"]:
+            continue
+        key = (row["family"], tuple(sorted((t, d.id) for t, d in row["docs"])))
+        if key in seen:
+            continue
+        seen.add(key)
+        fam = row["family"]
+        s = summarise(fam, [(t, d, *baseline_scores(name, fam, d)) for t, d in row["docs"]])
+        tasks = {t: v for t, v in s["tasks"].items() if t in row["tasks"]} or s["tasks"]
+        out.append({
+            "label": f"{name} baseline", "data": row["data"], "family": fam, "file": row["file"],
+            "tasks": tasks, "per_type": s["per_type"], "diagnostics": s["diagnostics"],
+            "docs": row["docs"], "baseline": True,
+        })
+    return out
+
+
+def _disambiguate(rows: list[dict[str, Any]]) -> None:
+    """Row names: "model(args) on data"; the output folder is added where that is not unique."""
+    for r in rows:
+        r["name"] = f"{r['label']} on {r['data']}"
+    count = defaultdict(int)
+    for r in rows:
+        count[(r["name"], r["family"])] += 1
+    for r in rows:
+        if count[(r["name"], r["family"])] > 1 and not r["baseline"]:
+            p = Path(r["file"])
+            r["name"] += f" @ {p.parent.parent.name}/{p.parent.name}/{p.stem[len('results_'):]}"
 
 
 def find_results(paths: list[str]) -> list[Path]:
@@ -63,75 +250,169 @@ def find_results(paths: list[str]) -> list[Path]:
             raise FileNotFoundError(f"no such file or folder: {p}")
     if not files:
         raise FileNotFoundError(f"no lm-eval results_*.json under {', '.join(paths)}")
-    return files
+    unique: dict[Path, Path] = {}
+    for f in files:
+        unique.setdefault(f.resolve(), f)  # a run named twice (folder and file) is one run
+    return list(unique.values())
 
 
-def _fmt(v: Any) -> str:
-    return "-" if v is None else f"{v:.1f}"
+# ---- rendering -------------------------------------------------------------------------
 
 
-def render_table(runs: list[dict[str, Any]]) -> str:
-    lines = ["| run | task | " + " | ".join(HEADLINE) + " | " + " | ".join(f"acc_{t}" for t in REQUIREMENT_TYPES) + " |"]
-    lines.append("|" + "---|" * (2 + len(HEADLINE) + len(REQUIREMENT_TYPES)))
-    for run in runs:
-        groups = [t for t in run["tasks"] if t.endswith("_all")] or sorted(run["tasks"])
-        for task in groups:
-            m = run["tasks"][task]
-            types = run["per_type"] if task.endswith("_all") or len(groups) == 1 else {}
-            lines.append(
-                f"| {run['label']} | {task} | " + " | ".join(_fmt(m[k]) for k in HEADLINE) + " | "
-                + " | ".join(_fmt(types.get(t)) for t in REQUIREMENT_TYPES) + " |"
-            )
+def _fmt(v: Any, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _shown_tasks(row: dict[str, Any]) -> list[str]:
+    return [t for t in row["tasks"] if t.endswith("_all")] or sorted(row["tasks"])
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines)
 
 
-def plot(runs: list[dict[str, Any]], out: Path) -> None:
+def render_table(rows: list[dict[str, Any]]) -> str:
+    """Three Markdown tables: ranking (+ hack rate), hack rate per attack, score diagnostics."""
+    if any("name" not in r for r in rows):
+        _disambiguate(rows)
+    body = []
+    for r in rows:
+        tasks = _shown_tasks(r)
+        for task in tasks:
+            m = r["tasks"][task]
+            types = r["per_type"] if task.endswith("_all") or len(tasks) == 1 else {}
+            body.append([r["name"], task, *(_fmt(m.get(k)) for k in HEADLINE),
+                         *(_fmt(types.get(t)) for t in REQUIREMENT_TYPES),
+                         _fmt(m.get("hack_rate")), _fmt(m.get("margin"), 3)])
+    out = [_table(["run", "task", *HEADLINE, *(f"acc_{t}" for t in REQUIREMENT_TYPES), "hack_rate", "margin"], body)]
+
+    adv = [r for r in rows if r["family"] in ADV_FAMILIES]
+    if adv:
+        body = []
+        for r in adv:
+            for task in _shown_tasks(r):
+                m = r["tasks"][task]
+                body.append([r["name"], task, _fmt(m.get("hack_rate")),
+                             *(_fmt(m.get(f"hack_{a}")) for a in _attacks()), _fmt(m.get("margin"), 3)])
+        out.append("Hack rate per attack (% of documents where the degenerate answer scores >= the "
+                   "gold-worst real one; lower is better) and mean margin (scorer units):\n\n"
+                   + _table(["run", "task", "hack_rate", *_attacks(), "margin"], body))
+
+    diag = [r for r in rows if r["diagnostics"].get("n_docs")]
+    if diag:
+        ranks = sorted({g for r in diag for g in r["diagnostics"]["mean_score_by_rank"]})
+        body = []
+        for r in diag:
+            d = r["diagnostics"]
+            body.append([r["name"], r["family"], str(d["n_docs"]),
+                         f"[{_fmt(d['score_min'], 3)}, {_fmt(d['score_max'], 3)}]",
+                         *(_fmt(d["mean_score_by_rank"].get(g), 3) for g in ranks),
+                         *(_fmt(d["mean_margin_by_rank"].get(g), 3) for g in ranks[:-1])])
+        out.append("Score diagnostics (scorer units): range over real candidates, mean score by gold "
+                   "rank, mean margin to the next gold rank:\n\n"
+                   + _table(["run", "family", "docs", "range", *(f"score r{g}" for g in ranks),
+                             *(f"margin r{g}-{g + 1}" for g in ranks[:-1])], body))
+    return "\n\n".join(out)
+
+
+def plot(rows: list[dict[str, Any]], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [5, 4]})
-    width = 0.8 / max(1, len(runs))
-    for k, run in enumerate(runs):
-        corr = []
+    if any("name" not in r for r in rows):
+        _disambiguate(rows)
+    fig, axes = plt.subplots(2, 2, figsize=(15, 9))
+    (ax_corr, ax_type), (ax_hack, ax_diag) = axes
+    width = 0.8 / max(1, len(rows))
+
+    def bars(ax, keys: list[str], values: Callable[[dict[str, Any]], list[float]]) -> None:
+        for k, r in enumerate(rows):
+            ax.bar([i + k * width for i in range(len(keys))], values(r), width, label=f"{r['name']} [{r['family']}]")
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(keys))], keys, fontsize=8)
+
+    def corr(r: dict[str, Any]) -> list[float]:
+        vals = []
         for c in CATEGORIES:
-            v = next((m["correlation"] for name, m in run["tasks"].items() if name.endswith(c)), None)
-            corr.append(float("nan") if v is None else v)
-        axes[0].bar([i + k * width for i in range(len(CATEGORIES))], corr, width, label=run["label"])
-        types = [run["per_type"].get(t, float("nan")) for t in REQUIREMENT_TYPES]
-        axes[1].bar([i + k * width for i in range(len(REQUIREMENT_TYPES))], types, width, label=run["label"])
-    axes[0].set_xticks([i + 0.4 - width / 2 for i in range(len(CATEGORIES))],
-                       [c.replace("_", "\n") for c in CATEGORIES], fontsize=8)
-    axes[0].set_ylabel("Correlation (Kendall tau-a x 100)")
-    axes[0].set_title("WEval correlation by task category")
-    axes[0].axhline(0, color="black", linewidth=0.5)
-    axes[1].set_xticks([i + 0.4 - width / 2 for i in range(len(REQUIREMENT_TYPES))], REQUIREMENT_TYPES)
-    axes[1].set_ylabel("adjacent-pair accuracy (%)")
-    axes[1].set_ylim(0, 100)
-    axes[1].set_title("Accuracy by dropped requirement type")
-    axes[1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+            v = next((m.get("correlation") for t, m in r["tasks"].items() if t.endswith(c)), None)
+            vals.append(float("nan") if v is None else v)
+        return vals
+
+    bars(ax_corr, [c.replace("_", "\n") for c in CATEGORIES], corr)
+    ax_corr.set_ylabel("Correlation (Kendall tau-a x 100)")
+    ax_corr.set_title("WEval correlation by task category")
+    ax_corr.axhline(0, color="black", linewidth=0.5)
+
+    bars(ax_type, list(REQUIREMENT_TYPES), lambda r: [r["per_type"].get(t, float("nan")) for t in REQUIREMENT_TYPES])
+    ax_type.set_ylabel("adjacent-pair accuracy (%)")
+    ax_type.set_ylim(0, 100)
+    ax_type.set_title("Accuracy by dropped requirement type")
+
+    def hacks(r: dict[str, Any]) -> list[float]:
+        tasks = r["tasks"]
+        group = tasks.get(f"{r['family']}_all") or (next(iter(tasks.values())) if len(tasks) == 1 else {})
+        return [group.get(k, float("nan")) for k in ("hack_rate", *(f"hack_{a}" for a in _attacks()))]
+
+    bars(ax_hack, ["overall", *_attacks()], hacks)
+    ax_hack.set_ylabel("hack rate (%), lower is better")
+    ax_hack.set_ylim(0, 100)
+    ax_hack.set_title("Degenerate answer scores >= gold-worst real answer (wevaladv)")
+
+    for r in rows:
+        d = r["diagnostics"]
+        if not d.get("n_docs"):
+            continue
+        lo, hi = d["score_min"], d["score_max"]
+        ranks = list(d["mean_score_by_rank"])
+        scale = (hi - lo) or 1.0
+        ax_diag.plot(ranks, [(d["mean_score_by_rank"][g] - lo) / scale for g in ranks], marker="o",
+                     label=f"{r['name']} [{r['family']}] range [{lo:.3g}, {hi:.3g}]")
+    ax_diag.xaxis.get_major_locator().set_params(integer=True)
+    ax_diag.set_xlabel("gold rank (1 = full instruction)")
+    ax_diag.set_ylabel("mean score, scaled to the run's score range")
+    ax_diag.set_title("Score diagnostics: mean score by gold rank")
+    handles, labels = ax_corr.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=2)
+    if ax_diag.lines:
+        ax_diag.legend(fontsize=6)
+    fig.tight_layout(rect=(0, 0.04 + 0.02 * ((len(rows) + 1) // 2), 1, 1))
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def _json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "docs"} for r in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="weval report", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="lm-eval output folders or results_*.json files")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG comparison plot here")
-    parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    parser.add_argument("--baseline", choices=BASELINES, action="append", default=[],
+                        help="add a baseline row per data set and family, scored from the logged samples")
     args = parser.parse_args(argv)
     try:
-        runs = [load_run(f) for f in find_results(args.paths)]
-    except (FileNotFoundError, json.JSONDecodeError) as e:
+        rows = [row for f in find_results(args.paths) for row in load_run(f)]
+        if not rows:
+            raise DataError(f"no WEval task results in {', '.join(args.paths)}")
+        for name in args.baseline:
+            extra = baseline_rows(name, rows)
+            if not extra:
+                raise DataError(f"--baseline {name} needs logged samples; rerun weval with --log_samples")
+            rows += extra
+    except (FileNotFoundError, json.JSONDecodeError, DataError) as e:
         print(f"weval report: error: {e}", file=sys.stderr)
         return 2
-    print(render_table(runs))
+    _disambiguate(rows)
+    print(render_table(rows))
     if args.json:
-        args.json.write_text(json.dumps(runs, indent=2))
+        args.json.write_text(json.dumps(_json_rows(rows), indent=2))
     if args.plot:
-        plot(runs, args.plot)
+        plot(rows, args.plot)
         print(f"plot: {args.plot}")
     return 0
 
