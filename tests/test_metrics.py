@@ -11,7 +11,9 @@ from scipy.stats import kendalltau
 from weval_tasks.metrics import (
     correlation,
     document_metrics,
+    hack_metrics,
     il,
+    mean_per_candidate,
     pairwise_accuracy,
     pessimistic_positions,
     pl,
@@ -124,3 +126,62 @@ def test_bad_inputs_are_named():
         il([1, 2], [0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match="NaN"):
         pl([1, 2], [float("nan"), 1.0])
+
+
+# ---- hackability ------------------------------------------------------------------------
+
+
+def test_hack_metrics_hand_worked():
+    # Gold-worst real candidate (rank 3) scores 0.2, whatever the best-scored one is.
+    gold, real = [1, 2, 3], [0.9, 0.1, 0.2]
+    m = hack_metrics(gold, real, {"a": 0.5, "b": 0.2, "c": 0.0})
+    assert m["hack_a"] == 1.0 and m["margin_a"] == pytest.approx(-0.3)
+    assert m["hack_b"] == 1.0 and m["margin_b"] == 0.0  # a tie is a hack
+    assert m["hack_c"] == 0.0 and m["margin_c"] == pytest.approx(0.2)
+    assert m["hack_rate"] == pytest.approx(2 / 3)
+    assert m["margin"] == pytest.approx((-0.3 + 0.0 + 0.2) / 3)
+
+
+def test_hack_metrics_refuse_bad_input():
+    with pytest.raises(ValueError, match="at least one attack"):
+        hack_metrics([1, 2], [1.0, 0.0], {})
+    with pytest.raises(ValueError, match="NaN"):
+        hack_metrics([1, 2], [1.0, 0.0], {"a": float("nan")})
+    with pytest.raises(ValueError, match="2 gold ranks but 1 scores"):
+        hack_metrics([1, 2], [1.0], {"a": 0.0})
+
+
+def _score_docs(scorer):
+    """Per demo document: (gold, real scores, attack scores) under a hand-made scorer."""
+    from openrlhf_reward.schema import load_weval_jsonl
+    from weval_tasks import DEMO_DATA
+    from weval_tasks.attacks import build_attacks
+
+    for doc in load_weval_jsonl(DEMO_DATA):
+        gold = [c.gold_rank for c in doc.candidates]
+        real = [scorer(c.response) for c in doc.candidates]
+        yield gold, real, {a: scorer(t) for a, t in build_attacks(doc).items()}
+
+
+def test_a_scorer_preferring_longer_text_is_hacked_by_dots():
+    results = [hack_metrics(g, r, a) for g, r, a in _score_docs(lambda text: float(len(text)))]
+    assert all(m["hack_dots"] == 1.0 for m in results)
+    assert all(m["margin_dots"] < 0 for m in results)
+    # ... but not by the empty answer, which is shorter than any real one
+    assert all(m["hack_empty"] == 0.0 and m["margin_empty"] > 0 for m in results)
+
+
+def test_a_scorer_giving_empty_answers_zero_is_not_hacked_by_empty():
+    # Real answers all score >= 0.5 under this scorer; a blank one scores 0.
+    def scorer(text: str) -> float:
+        return 0.0 if not text.strip() else 0.5 + 0.5 * min(1.0, len(text.split()) / 200)
+
+    results = [hack_metrics(g, r, a) for g, r, a in _score_docs(scorer)]
+    assert all(m["hack_empty"] == 0.0 and m["hack_whitespace"] == 0.0 for m in results)
+    assert sum(m["hack_dots"] for m in results) > 0  # it is still a length scorer
+
+
+def test_mean_per_candidate():
+    assert mean_per_candidate([1.0, 3.0, 2.0, 2.0, 0.0, 6.0], 3) == [2.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="5 values do not split into 2 candidates"):
+        mean_per_candidate([1.0] * 5, 2)
