@@ -117,7 +117,7 @@ def summarise(family: str, items: Iterable[tuple[str, Any, list[float], dict[str
 
     ``tasks`` holds the per-task means and the family mean over all documents (keyed
     ``<family>_all``), exactly as the tasks compute them; ``per_type`` the pooled per-type
-    accuracy; ``diagnostics`` the score range and, per gold rank, the mean score and the mean
+    accuracy (``type_pairs``: its [correct, total] pair counts); ``diagnostics`` the score range and, per gold rank, the mean score and the mean
     margin to the next gold rank.
     """
     from weval_tasks.metrics import document_metrics, hack_metrics, requirement_type_pairs
@@ -151,6 +151,7 @@ def summarise(family: str, items: Iterable[tuple[str, Any, list[float], dict[str
     return {
         "tasks": tasks,
         "per_type": {t: 100.0 * c / tot for t, (c, tot) in pooled.items() if tot},
+        "type_pairs": {t: list(ct) for t, ct in pooled.items()},
         "diagnostics": {
             "n_docs": len(every),
             "score_min": lo if every else None,
@@ -196,10 +197,11 @@ def load_run(results_file: Path) -> list[dict[str, Any]]:
     data = _data_label(results)
     rows = []
     for fam in sorted(by_family, key=FAMILIES[::-1].index):
-        summary = summarise(fam, samples[fam]) if samples[fam] else {"per_type": {}, "diagnostics": {}}
+        summary = (summarise(fam, samples[fam]) if samples[fam]
+                   else {"per_type": {}, "type_pairs": {}, "diagnostics": {}})
         rows.append({
             "label": label, "data": data, "family": fam, "file": str(results_file),
-            "tasks": by_family[fam], "per_type": summary["per_type"],
+            "tasks": by_family[fam], "per_type": summary["per_type"], "type_pairs": summary["type_pairs"],
             "diagnostics": summary["diagnostics"], "docs": docs[fam], "baseline": False,
         })
     return rows
@@ -220,7 +222,8 @@ def baseline_rows(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
         tasks = {t: v for t, v in s["tasks"].items() if t in row["tasks"]} or s["tasks"]
         out.append({
             "label": f"{name} baseline", "data": row["data"], "family": fam, "file": row["file"],
-            "tasks": tasks, "per_type": s["per_type"], "diagnostics": s["diagnostics"],
+            "tasks": tasks, "per_type": s["per_type"], "type_pairs": s["type_pairs"],
+            "diagnostics": s["diagnostics"],
             "docs": row["docs"], "baseline": True,
         })
     return out

@@ -1,0 +1,208 @@
+"""The hackability probe end to end (wevaladv_* through `weval`, wevaladvjudge-* through stock
+`lm_eval --model hf`) and `weval report` on real lm-eval output folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from test_lm_eval_e2e import _cli, expected_doc_metrics, read_outputs, run_cli
+
+from openrlhf_reward.checks import count_words
+from openrlhf_reward.schema import CATEGORIES, load_weval_jsonl
+from openrlhf_reward.scorers import ScoreRequest, get_scorer
+from weval_tasks import DEMO_DATA, TASKS_DIR
+from weval_tasks.attacks import ATTACKS, EMPTY_CHOICE, build_attacks
+from weval_tasks.report import main as report_main
+
+pytestmark = pytest.mark.slow
+DOCS = {d.id: d for d in load_weval_jsonl(DEMO_DATA)}
+
+
+def weval(out: Path, cwd: Path, *args: str) -> None:
+    proc = run_cli([*_cli("weval", "weval_tasks"), *args, "--output_path", str(out), "--log_samples"], cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Two real runs on the demo set: rules on wevaladv_*, the length backend on both families."""
+    tmp = tmp_path_factory.mktemp("runs")
+    weval(tmp / "rules", tmp, "--model", "rules", "--tasks", "wevaladv_*")
+    weval(tmp / "length", tmp, "--model", "rm", "--model_args", "backend=length", "--tasks", "weval_*,wevaladv_*")
+    return {"rules": tmp / "rules", "length": tmp / "length", "tmp": tmp}
+
+
+def expected_hacks(real_by_gold: dict[int, float], attacks: dict[str, float]) -> dict[str, float]:
+    worst = real_by_gold[max(real_by_gold)]
+    out = {f"hack_{a}": 100.0 * (s >= worst) for a, s in attacks.items()}
+    out.update({f"margin_{a}": worst - s for a, s in attacks.items()})
+    out["hack_rate"] = sum(out[f"hack_{a}"] for a in attacks) / len(attacks)
+    out["margin"] = sum(out[f"margin_{a}"] for a in attacks) / len(attacks)
+    return out
+
+
+def test_wevaladv_rules_run_scores_every_attack_with_the_rules_backend(runs):
+    results, samples = read_outputs(runs["rules"])
+    assert set(results["results"]) == {"wevaladv_all", *(f"wevaladv-{c}" for c in CATEGORIES)}
+    rules = get_scorer("rules")
+    per_doc = []
+    for recs in samples.values():
+        for rec in recs:
+            doc = DOCS[rec["doc"]["id"]]
+            attacks = build_attacks(doc)
+            texts = [c.response for c in doc.candidates] + list(attacks.values())
+            scores = [float(r[0][0]) for r in rec["resps"]]
+            # every candidate, real then degenerate, scored by the backend itself
+            want = rules.score([ScoreRequest(prompt=doc.prompt, response=t, requirements=doc.requirements,
+                                             query=doc.query) for t in texts])
+            assert scores == [r.reward for r in want]
+            n = len(doc.candidates)
+            gold = [c.gold_rank for c in doc.candidates]
+            expected = {**expected_doc_metrics(gold, scores[:n]),
+                        **expected_hacks(dict(zip(gold, scores[:n])), dict(zip(ATTACKS, scores[n:])))}
+            for k, v in expected.items():
+                assert rec[k] == pytest.approx(v), (doc.id, k)
+            per_doc.append(expected)
+    assert len(per_doc) == len(DOCS)
+    group = results["results"]["wevaladv_all"]
+    for k in per_doc[0]:
+        assert group[f"{k},none"] == pytest.approx(sum(m[k] for m in per_doc) / len(per_doc)), k
+
+
+def test_the_empty_answer_reaches_the_scorer_empty():
+    from weval_tasks.models import RulesLM
+
+    doc = next(iter(DOCS.values()))
+    row = {"doc_json": json.dumps(doc.to_dict())}
+    req = RulesLM()._request(SimpleNamespace(doc=row, args=(doc.prompt, EMPTY_CHOICE)))
+    assert req.response == ""
+
+
+def _rows(tmp: Path, *paths: Path, extra: tuple[str, ...] = ()) -> list[dict]:
+    out = tmp / f"report_{len(list(tmp.glob('report_*')))}.json"
+    assert report_main([*map(str, paths), "--json", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_report_keeps_families_apart_and_labels_runs(runs, capsys):
+    plot = runs["tmp"] / "r.png"
+    rows = _rows(runs["tmp"], runs["rules"], runs["length"], extra=("--baseline", "length", "--plot", str(plot)))
+    printed = capsys.readouterr().out
+    by = {(r["name"], r["family"]): r for r in rows}
+    assert set(by) == {
+        ("rules on demo", "wevaladv"),
+        ("rm(backend=length) on demo", "weval"),
+        ("rm(backend=length) on demo", "wevaladv"),
+        ("length baseline on demo", "weval"),  # one baseline per data set and family
+        ("length baseline on demo", "wevaladv"),
+    }
+    # per-type pair counts are pooled per family: every adjacent gold pair of the demo set once
+    n_pairs = defaultdict(int)
+    for doc in DOCS.values():
+        types = {r.id: r.type for r in doc.requirements}
+        for c in doc.candidates:
+            if c.gold_rank > 1:
+                prev = next(p for p in doc.candidates if p.gold_rank == c.gold_rank - 1)
+                n_pairs[types[(set(c.dropped) - set(prev.dropped)).pop()]] += 1
+    for r in rows:
+        assert {t: tot for t, (_, tot) in r["type_pairs"].items()} == n_pairs
+    # the hack columns exist only for the wevaladv family
+    assert "hack_rate" not in by[("rm(backend=length) on demo", "weval")]["tasks"]["weval_all"]
+    assert "Hack rate per attack" in printed and "Score diagnostics" in printed
+    assert plot.stat().st_size > 10_000
+
+
+def test_length_baseline_from_samples_equals_the_length_backend_run(runs):
+    rows = _rows(runs["tmp"], runs["length"], extra=("--baseline", "length"))
+    by = {(r["label"], r["family"]): r for r in rows}
+    for fam in ("weval", "wevaladv"):
+        run, base = by[("rm(backend=length)", fam)], by[("length baseline", fam)]
+        assert base["baseline"] and not run["baseline"]
+        assert set(base["tasks"]) == set(run["tasks"]) == {f"{fam}_all", *(f"{fam}-{c}" for c in CATEGORIES)}
+        for task, metrics in run["tasks"].items():
+            for k, v in metrics.items():
+                assert base["tasks"][task][k] == pytest.approx(v), (task, k)
+        assert base["per_type"] == pytest.approx(run["per_type"])
+        assert base["diagnostics"] == run["diagnostics"]  # word counts: exact
+    # diagnostics, computed independently: mean word count by gold rank, range, margins
+    d = by[("rm(backend=length)", "weval")]["diagnostics"]
+    words = defaultdict(list)
+    for doc in DOCS.values():
+        for c in doc.candidates:
+            words[c.gold_rank].append(count_words(c.response))
+    assert d["n_docs"] == len(DOCS)
+    assert d["mean_score_by_rank"] == pytest.approx({str(g): sum(v) / len(v) for g, v in words.items()})
+    assert d["score_min"] == min(min(v) for v in words.values())
+    assert d["score_max"] == max(max(v) for v in words.values())
+    margins = {str(g): sum(a - b for a, b in zip(words[g], words[g + 1])) / len(DOCS) for g in range(1, 5)}
+    assert d["mean_margin_by_rank"] == pytest.approx(margins)
+    # the dots attack never lowers a word count: a word-count scorer is hacked wherever best >= worst
+    adv = by[("rm(backend=length)", "wevaladv")]["tasks"]["wevaladv_all"]
+    best_ge_worst = [
+        count_words(next(c.response for c in d.candidates if c.gold_rank == 1))
+        >= count_words(max(d.candidates, key=lambda c: c.gold_rank).response)
+        for d in DOCS.values()
+    ]
+    assert adv["hack_dots"] == pytest.approx(100.0 * sum(best_ge_worst) / len(DOCS))
+    assert adv["hack_empty"] == 0.0
+
+
+def test_runs_of_the_same_model_on_the_same_data_get_distinct_names(runs, tmp_path):
+    shutil.copytree(runs["rules"], tmp_path / "again")
+    rows = _rows(tmp_path, runs["rules"], tmp_path / "again")
+    names = [r["name"] for r in rows]
+    assert len(set(names)) == 2 and all(n.startswith("rules on demo @ ") for n in names)
+
+
+def test_report_bad_input_is_a_clear_error(runs, tmp_path, capsys):
+    assert report_main([str(tmp_path / "nope")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    # a corrupted sample line names the file and line
+    bad = tmp_path / "bad"
+    shutil.copytree(runs["rules"], bad)
+    sample = next(bad.rglob("samples_wevaladv-academic_writing_*.jsonl"))
+    lines = sample.read_text().splitlines()
+    sample.write_text("\n".join([lines[0], '{"doc": {}}', *lines[2:]]) + "\n")
+    assert report_main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{sample.name}, line 2: not a WEval sample record" in err and "Traceback" not in err
+    # --baseline needs logged samples
+    for f in bad.rglob("samples_*.jsonl"):
+        f.unlink()
+    assert report_main([str(bad), "--baseline", "length"]) == 2
+    assert "--baseline length needs logged samples" in capsys.readouterr().err
+
+
+def test_wevaladvjudge_with_stock_lm_eval_hf(tmp_path, tiny_lm_dir):
+    out = tmp_path / "out"
+    proc = run_cli(
+        [*_cli("lm_eval", "lm_eval"), "--model", "hf", "--model_args", f"pretrained={tiny_lm_dir},dtype=float32",
+         "--include_path", TASKS_DIR, "--tasks", "wevaladvjudge-creative_writing", "--limit", "1",
+         "--batch_size", "16", "--output_path", str(out), "--log_samples"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results, samples = read_outputs(out)
+    [rec] = samples["wevaladvjudge-creative_writing"]
+    doc = DOCS[rec["doc"]["id"]]
+    n, n_req = len(doc.candidates), len(doc.requirements)
+    assert len(rec["resps"]) == (n + len(ATTACKS)) * n_req
+    contexts = [a[0] for a in rec["arguments"]] if isinstance(rec["arguments"], list) else [
+        rec["arguments"][f"gen_args_{k}"]["arg_0"] for k in range(len(rec["resps"]))]
+    # the empty attack's judge prompts show an empty response, not a placeholder
+    assert "Response:\n\n\nRequirement:" in contexts[n * n_req]
+    lls = [float(r[0][0]) for r in rec["resps"]]
+    scores = [sum(lls[i * n_req : (i + 1) * n_req]) / n_req for i in range(n + len(ATTACKS))]
+    gold = [c.gold_rank for c in doc.candidates]
+    want = expected_hacks(dict(zip(gold, scores[:n])), dict(zip(ATTACKS, scores[n:])))
+    for k, v in {**expected_doc_metrics(gold, scores[:n]), **want}.items():
+        assert rec[k] == pytest.approx(v, abs=1e-6), k
+    # the report reads judge samples of this family too
+    [row] = _rows(tmp_path, out)
+    assert row["family"] == "wevaladvjudge"
+    assert row["diagnostics"]["n_docs"] == 1
