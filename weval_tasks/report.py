@@ -371,12 +371,18 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
         lo, hi = d["score_min"], d["score_max"]
         ranks = list(d["mean_score_by_rank"])
         scale = (hi - lo) or 1.0
-        ax_diag.plot(ranks, [(d["mean_score_by_rank"][g] - lo) / scale for g in ranks], marker="o",
-                     label=f"{r['name']} [{r['family']}] range [{lo:.3g}, {hi:.3g}]")
+        ys = {g: (d["mean_score_by_rank"][g] - lo) / scale for g in ranks}
+        [line] = ax_diag.plot(ranks, list(ys.values()), marker="o",
+                              label=f"{r['name']} [{r['family']}] range [{lo:.3g}, {hi:.3g}]")
+        # mean margin to the next gold rank, in scorer units, between the two points
+        for g, m in d["mean_margin_by_rank"].items():
+            if g + 1 in ys:
+                ax_diag.annotate(f"{m:.3g}", ((2 * g + 1) / 2, (ys[g] + ys[g + 1]) / 2), fontsize=6,
+                                 color=line.get_color(), ha="center")
     ax_diag.xaxis.get_major_locator().set_params(integer=True)
     ax_diag.set_xlabel("gold rank (1 = full instruction)")
     ax_diag.set_ylabel("mean score, scaled to the run's score range")
-    ax_diag.set_title("Score diagnostics: mean score by gold rank")
+    ax_diag.set_title("Mean score by gold rank (labels: mean margin to the next rank, scorer units)")
     handles, labels = ax_corr.get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=2)
     if ax_diag.lines:
