@@ -206,3 +206,23 @@ def test_wevaladvjudge_with_stock_lm_eval_hf(tmp_path, tiny_lm_dir):
     [row] = _rows(tmp_path, out)
     assert row["family"] == "wevaladvjudge"
     assert row["diagnostics"]["n_docs"] == 1
+
+
+def test_wevaladv_through_the_reward_server_gives_the_backend_scores(tmp_path):
+    """`--model remote-rm`: every degenerate answer, the empty one included, goes through the
+    real reward server the way OpenRLHF sends it, and comes back with the backend's reward."""
+    from server_utils import ServerThread
+
+    rules = get_scorer("rules")
+    out = tmp_path / "out"
+    with ServerThread(rules) as srv:
+        weval(out, tmp_path, "--model", "remote-rm", "--model_args", f"url={srv.url}/get_reward,concurrency=8",
+              "--tasks", "wevaladv-academic_writing")
+    _, samples = read_outputs(out)
+    recs = samples["wevaladv-academic_writing"]
+    assert len(recs) == sum(d.category == "academic_writing" for d in DOCS.values())
+    for rec in recs:
+        doc = DOCS[rec["doc"]["id"]]
+        texts = [c.response for c in doc.candidates] + list(build_attacks(doc).values())
+        want = rules.score([ScoreRequest(doc.prompt, t, doc.requirements, doc.query) for t in texts])
+        assert [float(r[0][0]) for r in rec["resps"]] == pytest.approx([r.reward for r in want])
