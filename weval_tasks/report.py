@@ -81,7 +81,10 @@ def _model_label(results: dict[str, Any], path: Path) -> str:
 # ---- per-document scores from logged samples -----------------------------------------
 
 
-def sample_scores(family: str, rec: dict[str, Any]):
+Scored = tuple[str, Any, list[float], dict[str, float] | None]  # (task, document, real, attacks)
+
+
+def sample_scores(family: str, rec: dict[str, Any]) -> tuple[Any, list[float], dict[str, float] | None]:
     """(document, real candidate scores, {attack: score} or None) of one logged sample."""
     from weval_tasks.docs import document_from_row
     from weval_tasks.metrics import mean_per_candidate
@@ -112,7 +115,7 @@ def baseline_scores(name: str, family: str, doc) -> tuple[list[float], dict[str,
     return real, attacks
 
 
-def summarise(family: str, items: Iterable[tuple[str, Any, list[float], dict[str, float] | None]]) -> dict[str, Any]:
+def summarise(family: str, items: Iterable[Scored]) -> dict[str, Any]:
     """Everything the report shows, from per-document scores (task, doc, real, attacks).
 
     ``tasks`` holds the per-task means and the family mean over all documents (keyed
@@ -179,7 +182,7 @@ def load_run(results_file: Path) -> list[dict[str, Any]]:
         fam = task_family(name)
         if fam is not None:
             by_family[fam][name] = {m: vals[f"{m},none"] for m in metric_names if f"{m},none" in vals}
-    samples: dict[str, list[tuple[str, Any, list[float], dict[str, float] | None]]] = defaultdict(list)
+    samples: dict[str, list[Scored]] = defaultdict(list)
     docs: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     for f in sorted(results_file.parent.glob(f"samples_*_{stamp}.jsonl")):
         task = f.name[len("samples_") : -len(f"_{stamp}.jsonl")]
