@@ -26,7 +26,7 @@ def test_every_family_uses_the_one_metric_list(fam):
     from lm_eval.tasks._yaml_loader import load_yaml
 
     folder = Path(TASKS_DIR) / "weval"
-    shared = load_yaml(folder / "_weval_metrics_yaml", resolve_func=False)["metric_list"]
+    shared = load_yaml(folder / "_weval_common_yaml", resolve_func=False)["metric_list"]
     for c in CATEGORIES:
         cfg = load_yaml(folder / f"{fam}-{c}.yaml", resolve_func=False)
         assert cfg["task"] == f"{fam}-{c}" and cfg["dataset_kwargs"] == {"category": c}
