@@ -208,7 +208,7 @@ def test_malformed_outputs_are_penalised(openrlhf_actor, monkeypatch, tokenizer)
 def test_bad_label_and_config_fail_clearly(openrlhf_actor, monkeypatch, tokenizer):
     with pytest.raises(ValueError, match="'side' must be 'chosen' or 'rejected'"):
         rollout(openrlhf_actor, monkeypatch, tokenizer, pair("both"), EVALS, n=1)
-    with pytest.raises(TypeError, match="counterparts"):
+    with pytest.raises(ValueError, match="counterparts"):
         rollout(openrlhf_actor, monkeypatch, tokenizer, pair("chosen"), EVALS, n=1,
                 env={"CERM_COUNTERPARTS": "many"})
     from openrlhf_reward.cerm.rollout import parse_label
