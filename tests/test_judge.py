@@ -654,3 +654,22 @@ def test_cerm_needs_no_requirements_in_server_labels():
     finally:
         cerm.close()
         verdict.close()
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_cerm_against_real_vllm_server(vllm_server):
+    """The CE-RM protocol against vLLM's real OpenAI server: the multi-turn conversation and
+    ``chat_template_kwargs`` are accepted; a random model's gibberish is counted, never scored."""
+    sc = get_scorer("judge", model=vllm_server.model, base_url=vllm_server.base_url, mode="cerm",
+                    cerm_criteria_max_tokens=24, cerm_eval_max_tokens=16, timeout=120, max_retries=1)
+    batch = [ScoreRequest("Write about the sea.", f"The sea is blue {i}.", ()) for i in range(3)]
+    try:
+        results = sc.score(batch)
+    finally:
+        sc.close()
+    st = sc.stats()
+    assert st["failures"] == 0 and st["criteria_calls"] == 1 and st["cerm_evals"] == 3 and st["calls"] == 4
+    assert st["cerm_unparsed"] == sum(r.info["all_unparsed"] for r in results)
+    for r in results:
+        assert 0.0 <= r.reward <= 1.0 and r.info["mode"] == "cerm"
