@@ -99,3 +99,11 @@ def test_missing_input_and_bad_template(tmp_path, capsys):
     assert main(["build-cerm", "--input", str(src), "--output", str(tmp_path / "o.jsonl"),
                  "--criteria-template-file", str(tmpl)]) == 2
     assert "{query}" in capsys.readouterr().err
+
+
+def test_cerm_modules_import_light():
+    from test_imports import heavy_modules_after
+
+    code = ("import openrlhf_reward.cerm, openrlhf_reward.cerm.rollout, openrlhf_reward.build.cerm\n"
+            "import openrlhf_reward.scorers.judge\n")
+    assert heavy_modules_after(code) == []  # only agent.py (loaded by OpenRLHF) imports openrlhf
