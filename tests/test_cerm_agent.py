@@ -195,9 +195,14 @@ def test_malformed_outputs_are_penalised(openrlhf_actor, monkeypatch, tokenizer)
     outs, _, _ = rollout(openrlhf_actor, monkeypatch, tokenizer, pair("chosen", chosen="GARBLED y"), EVALS, n=1,
                          env={"CERM_MALFORMED_REWARD": "-0.5"})
     assert outs[0]["reward"] == -0.5 and float(outs[0]["extra_logs"]["cerm_malformed_eval"]) == 1.0
-    # an evaluation cut off by its token cap has no final score either
+    # an evaluation cut off by its token cap has no final score, even when a criterion's box
+    # made it in before the cut (its last box would otherwise be read as the overall score)
+    first_box = EVALS["GOOD"][0].split("\n")[0]  # "Relevance \\boxed{4}"
+    cap = len(tokenizer(text=first_box, add_special_tokens=False)["input_ids"]) + 1
     outs, _, _ = rollout(openrlhf_actor, monkeypatch, tokenizer, pair("chosen"), EVALS, n=1,
-                         env={"CERM_EVAL_MAX_TOKENS": "5"})
+                         env={"CERM_EVAL_MAX_TOKENS": str(cap)})
+    (s2, e2) = outs[0]["action_ranges"][1]
+    assert first_box in tokenizer.decode(outs[0]["observation_tokens"][s2:e2])
     assert outs[0]["reward"] == -0.5 and outs[0]["truncated"] is True  # env kept from above
     # every trajectory logs the same keys (OpenRLHF stacks them)
     from openrlhf_reward.cerm.rollout import LOG_KEYS

@@ -68,7 +68,7 @@ class ScriptedChat:
                     out = {"content": out}
                 self._send(200, {
                     "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
+                    "choices": [{"index": 0, "finish_reason": out.get("finish_reason", "stop"),
                                  "message": {"role": "assistant", "content": out["content"]},
                                  "logprobs": out.get("logprobs")}],
                 })
@@ -588,6 +588,23 @@ def test_cerm_raw_scale_unparsed_reward_and_untagged_criteria(chat_double):
     body = srv.calls[-1][1]
     assert body["messages"][1]["content"] == "I would check relevance and clarity."
     assert body["chat_template_kwargs"] == {"enable_thinking": True} and body["top_k"] == 1
+
+
+def test_cerm_evaluation_cut_off_by_its_budget_is_unparsed(chat_double):
+    def script(kind, body):
+        if cerm_kind(body) == "cerm_criteria":
+            return cerm_script(kind, body)
+        # the overall score never came: the last box is a criterion's
+        return {"content": "Relevance \\boxed{4}\nClarity \\boxed{3", "finish_reason": "length"}
+
+    srv = chat_double(script)
+    sc = judge(srv, mode="cerm")
+    try:
+        [res] = sc.score([ScoreRequest("p", "good", ())])
+    finally:
+        sc.close()
+    assert res.info["all_unparsed"] is True and res.info["cut_off"] is True and res.reward == 0.0
+    assert sc.stats()["cerm_unparsed"] == 1
 
 
 def test_cerm_templates_from_files(chat_double, tmp_path):

@@ -689,6 +689,10 @@ class JudgeScorer(Scorer):
         text = choice.message.content if choice is not None and choice.message else None
         score = parse_cerm_score(text)
         boxed = parse_boxed_scores(text)
+        if choice is not None and choice.finish_reason == "length":
+            # cut off by its budget: the last box is a per-criterion score, not the overall one
+            score = None
+            info["cut_off"] = True
         info.update(criteria_parsed=criteria_ok, overall=score,
                     criterion_scores=[b for b in boxed[:-1]] if score is not None else boxed)
         parsed: list[float] = []
