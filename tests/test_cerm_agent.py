@@ -88,8 +88,16 @@ def tokenizer(tmp_path_factory):
 @pytest.fixture(scope="module")
 def openrlhf_actor():
     with vllm_stub():
+        import openrlhf.trainer.ppo_utils.samples_generator  # noqa: F401  (imports vllm at load)
         import openrlhf.trainer.ray.vllm_engine as ve
     return ve
+
+
+def to_experience(out, max_len=4096):
+    """OpenRLHF's own conversion of an executor result into a training Experience."""
+    from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+
+    return SamplesGenerator._process_response_into_experience(None, out, max_len=max_len)
 
 
 def rollout(ve, monkeypatch, tokenizer, label, evals, n=2, max_length=4096, env=None):
@@ -154,6 +162,12 @@ def test_correct_order_is_rewarded_and_evaluation_is_pointwise(openrlhf_actor, m
         assert tokenizer.decode(toks[s1:e1], skip_special_tokens=True) == criteria
         assert tokenizer.decode(toks[s2:e2], skip_special_tokens=True) == EVALS[own][0]
         assert len(out["rollout_log_probs"]) == len(toks)
+        # ... and OpenRLHF turns it into an Experience: both turns trained, the prompts and
+        # the evaluation turn's user text masked out, the reward and logs carried along
+        exp = to_experience(out)
+        assert exp.action_mask.sum().item() == (e1 - s1) + (e2 - s2)
+        assert exp.rewards.tolist() == [1.0] and exp.scores.tolist() == [1.0]
+        assert {k for k in exp.info if k.startswith("cerm_")} == set(out["extra_logs"])
     # Per trajectory: criteria + own evaluation + 2 counterparts (default CERM_COUNTERPARTS).
     assert len(llm.contexts) == 2 * 4
     other_response = pair(side)["rejected" if side == "chosen" else "chosen"]

@@ -112,7 +112,8 @@ class CermAgentInstance(AgentInstanceBase):
         return {"observation": states["observation"]}
 
     def _done(self, reward: float, logs: dict[str, float]) -> dict:
-        return {"rewards": _reward(reward), "scores": _reward(reward), "environment_feedback": "",
+        # rewards: a tensor (OpenRLHF calls .item()); scores: a float, as OpenRLHF's own default
+        return {"rewards": _reward(reward), "scores": float(reward), "environment_feedback": "",
                 "done": True, "extra_logs": logs}
 
     async def step(self, states: dict, **kwargs: Any) -> dict:
@@ -154,7 +155,7 @@ class CermAgentInstance(AgentInstanceBase):
             self.counterparts = [
                 asyncio.ensure_future(self._generate_text(ro, ids, params)) for _ in range(ro.cfg.counterparts)
             ]
-        return {"rewards": _reward(0.0), "scores": _reward(0.0), "environment_feedback": feedback, "done": False}
+        return {"rewards": _reward(0.0), "scores": 0.0, "environment_feedback": feedback, "done": False}
 
     @staticmethod
     async def _generate_text(ro: _Rollout, ids: list[int], params: Any) -> str:
