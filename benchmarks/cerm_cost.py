@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default="weval_all")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="documents per category task")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra judge option, e.g. cerm_eval_max_tokens=2048 (repeatable)")
     args = p.parse_args(argv)
+    options = dict(o.split("=", 1) for o in args.option)
 
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -44,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         double = ScriptedServer().__enter__()
         base_url, model = double.base_url, model or MODEL
     try:
-        lm = wm.RMLM(backend="judge", mode="cerm", model=model, base_url=base_url, concurrency=args.concurrency)
+        lm = wm.RMLM(backend="judge", mode="cerm", model=model, base_url=base_url, concurrency=args.concurrency,
+                     **options)
         metadata = {"data_files": args.data} if args.data else None
         t0 = time.perf_counter()
         out = simple_evaluate(model=lm, tasks=[args.tasks], task_manager=TaskManager(include_path=TASKS_DIR),
