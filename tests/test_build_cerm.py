@@ -107,3 +107,16 @@ def test_cerm_modules_import_light():
     code = ("import openrlhf_reward.cerm, openrlhf_reward.cerm.rollout, openrlhf_reward.build.cerm\n"
             "import openrlhf_reward.scorers.judge\n")
     assert heavy_modules_after(code) == []  # only agent.py (loaded by OpenRLHF) imports openrlhf
+
+
+def test_datasets_table(tmp_path):
+    """A `datasets` table (here a local folder of data files, loaded by datasets itself)."""
+    folder = tmp_path / "prefs"
+    folder.mkdir()
+    rows = [{"question": f"Q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(3)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "rows.jsonl"
+    assert main(["build-cerm", "--input", str(folder), "--output", str(out), "--split", "train", "--limit", "2"]) == 0
+    got = [r["label"] for r in _rows(out)]
+    assert [(g["query"], g["chosen"], g["side"]) for g in got] == [
+        ("Q0", "good 0", "chosen"), ("Q0", "good 0", "rejected"), ("Q1", "good 1", "chosen"), ("Q1", "good 1", "rejected")]

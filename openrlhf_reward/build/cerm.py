@@ -38,7 +38,8 @@ __all__ = ["build_cerm_rows", "pair_from_row", "read_pairs"]
 
 
 def read_pairs(source: str, split: str = "train", dataset_config: str | None = None) -> Iterator[tuple[str, Any]]:
-    """(where, row) for each row of a JSONL / Parquet file or a ``datasets`` dataset."""
+    """(where, row) for each row of a JSONL / Parquet file or a ``datasets`` dataset (a hub
+    name or a local folder of data files)."""
     path = Path(source)
     if path.is_file():
         if path.suffix == ".parquet":
@@ -54,8 +55,10 @@ def read_pairs(source: str, split: str = "train", dataset_config: str | None = N
         for lineno, obj in iter_jsonl(path):
             yield f"{path.name}:{lineno}", obj
         return
-    if source.endswith((".jsonl", ".json", ".parquet")) or (path.parent != Path(".") and path.parent.is_dir()):
+    if not path.is_dir() and (source.endswith((".jsonl", ".json", ".parquet"))
+                              or (path.parent != Path(".") and path.parent.is_dir())):
         raise DataError(f"input file not found: {source}")
+    # a hub name, or a local folder of data files: both are `datasets`' business
     import datasets
 
     try:
