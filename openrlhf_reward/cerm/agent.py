@@ -126,7 +126,7 @@ class CermAgentInstance(AgentInstanceBase):
             # an evaluation cut off by its cap has no overall score (its last box is a criterion's)
             cut = ro.engine.last_output.outputs[0].finish_reason == "length"
             own = None if cut else parse_cerm_score(action)
-            others = [parse_cerm_score(t) for t in await asyncio.gather(*self.counterparts)]
+            others = [] if own is None else [parse_cerm_score(t) for t in await asyncio.gather(*self.counterparts)]
         finally:
             for t in self.counterparts:
                 t.cancel()
