@@ -21,8 +21,9 @@
 #   PROMPT_DATA        build-cerm rows JSONL                  (default: $RUN_DIR/cerm_data/rows.jsonl)
 #   EVAL_PROMPT_DATA   held-out build-cerm rows; empty = no evaluation (default: empty)
 #   OUTPUT_DIR         final model, checkpoints, logs         (default: $RUN_DIR/cerm)
-#   AGENT_FILE         the agent file                          (default: openrlhf_reward/cerm/agent.py
-#                      of this checkout)
+#   AGENT_FILE         the agent file; every vLLM actor loads it by this path, so it must
+#                      exist there on every node, with openrlhf_reward importable (installed,
+#                      or this checkout)         (default: openrlhf_reward/cerm/agent.py of this checkout)
 #   COUNTERPARTS       evaluations of the other side per sample (reward only)   (default: 2)
 #   TIE_REWARD         reward share of a tied counterpart       (default: 0.0)
 #   MALFORMED_REWARD   reward of criteria without tags or an evaluation without a final
