@@ -8,7 +8,7 @@ Every check kind of :mod:`openrlhf_reward.checks`, every IFEval instruction id a
 request-path text functions of :mod:`openrlhf_reward.protocol` (end-marker and think
 stripping, response recovery, last user turn) run once on each pathological input: long runs
 of dots, digits, ``[``, ``<``, ``*``, newlines, ``</s>``, ``[INST]``, letters ending in ``!``
-(for the IFEval keyword ``(a+)+$``), ``P.`` and ``Section``. Each code tree runs in its own
+(for the IFEval keyword ``(a+)+$``), ``P. `` and ``Section ``. Each code tree runs in its own
 worker process (so both see their own ``openrlhf_reward``); a case that runs past
 ``--timeout`` is stopped (the worker is restarted) and reported as ``>timeout``. Prints the
 slowest cases of each tree. Figures depend on the machine; there are no thresholds here.
@@ -27,18 +27,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-INPUTS: dict[str, str] = {
-    "dots": ".",
-    "digits": "1",
-    "lbrackets": "[",
-    "angles": "<",
-    "stars": "*",
-    "newlines": "\n",
-    "eos": "</s>",
-    "inst": "[INST]",
-    "letters!": "a",  # followed by one "!": the backtracking case for "(a+)+$"
-    "ps": "P. ",
-    "sections": "Section ",
+# name -> (repeated unit, tail): the tail makes the run fail to match at its end, which is
+# what makes a backtracking regex retry from every position of the run.
+INPUTS: dict[str, tuple[str, str]] = {
+    "dots": (".", "x"),
+    "digits": ("1", "x"),
+    "lbrackets": ("[", ""),
+    "angles": ("<", ""),
+    "stars": ("*", ""),
+    "newlines": ("\n", "x"),
+    "eos": ("</s>", ""),
+    "inst": ("[INST]", ""),
+    "letters!": ("a", "!"),  # the backtracking case for the keyword "(a+)+$"
+    "ps": ("P. ", ""),  # abbreviation-like: NLTK punkt's slowest case
+    "sections": ("Section ", ""),
 }
 
 RULE_SPECS: list[dict] = [
@@ -92,9 +94,8 @@ EXTRA_IFEVAL = [
 
 
 def make_text(name: str, size: int) -> str:
-    unit = INPUTS[name]
-    text = unit * (size // len(unit))
-    return text + "!" if name == "letters!" else text
+    unit, tail = INPUTS[name]
+    return unit * (size // len(unit)) + tail
 
 
 def cases() -> list[tuple[str, str]]:
@@ -135,9 +136,12 @@ def _runner(case: str):
 
 def worker(size: int, skip: set[str]) -> None:
     """Run every case not in ``skip``; one JSON line when a case starts and when it ends."""
+    import logging
+
     import openrlhf_reward
     from openrlhf_reward.checks import run_check
 
+    logging.disable(logging.CRITICAL)  # lm-eval logs whole responses when langdetect fails
     root = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0]
     if root and not Path(openrlhf_reward.__file__).resolve().is_relative_to(Path(root).resolve()):
         raise SystemExit(f"worker imported {openrlhf_reward.__file__}, not the tree in {root}")
@@ -173,31 +177,35 @@ def run_tree(root: str, size: int, timeout: float) -> dict[str, tuple[float | No
             # worker imports openrlhf_reward from ``root`` (PYTHONPATH)
             [sys.executable, str(Path(__file__).resolve()), "--worker", str(size),
              "--skip", json.dumps(sorted(results))],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, text=True,
+            cwd=REPO, env=env, stdout=subprocess.PIPE, bufsize=0,
         )
+        fd = proc.stdout.fileno()
         sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(fd, selectors.EVENT_READ)
+        buf = b""
         current, started = None, time.monotonic()
-        timed_out = False
-        while True:
-            limit = timeout if current else max(timeout, 120.0)  # start-up imports lm-eval
+        timed_out = eof = False
+        while not eof:
+            while b"\n" in buf:  # handle every complete line before waiting again
+                line, buf = buf.split(b"\n", 1)
+                msg = json.loads(line)
+                if "start" in msg:
+                    current = msg["start"]
+                else:
+                    results[msg["done"]] = (msg["s"], msg["error"])
+                    current = None
+                started = time.monotonic()
+            limit = timeout if current else max(timeout, 300.0)  # start-up imports lm-eval
             if not sel.select(timeout=max(0.0, started + limit - time.monotonic())):
+                proc.kill()
                 if current is None:
-                    proc.kill()
                     raise RuntimeError(f"worker for {root} did not start")
                 results[current] = (None, None)
-                proc.kill()
                 timed_out = True
                 break
-            line = proc.stdout.readline()
-            if not line:
-                break
-            msg = json.loads(line)
-            if "start" in msg:
-                current, started = msg["start"], time.monotonic()
-            else:
-                results[msg["done"]] = (msg["s"], msg["error"])
-                current, started = None, time.monotonic()
+            chunk = os.read(fd, 65536)
+            eof = not chunk
+            buf += chunk
         proc.wait()
         if not timed_out:
             return results

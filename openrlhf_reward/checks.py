@@ -185,8 +185,11 @@ def validate_check(spec: Any) -> None:
     if not isinstance(spec, Mapping):
         raise CheckSpecError(f"check must be an object or null, got {type(spec).__name__}")
     kind = spec.get("kind")
-    if kind not in _PARAMS:
-        raise CheckSpecError(f"unknown check kind {kind!r}; known kinds: {', '.join(CHECK_KINDS)}")
+    if not isinstance(kind, str) or kind not in _PARAMS:
+        shown = repr(kind) if isinstance(kind, str | None) else f"of type {type(kind).__name__}"
+        raise CheckSpecError(
+            f"unknown check kind {shown[:60]}; known kinds: {', '.join(CHECK_KINDS)}"
+        )
     allowed, required = _PARAMS[kind]
     params = set(spec) - {"kind"}
     if extra := params - allowed:

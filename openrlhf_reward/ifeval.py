@@ -383,7 +383,8 @@ def preload() -> None:
 
 # --------------------------------------------------------------------------- linear checkers
 # lm-eval's own code for these ids backtracks (time quadratic or worse in the response, on
-# e.g. a run of "[" or of newlines) or builds regexes from user text. Each function below
+# e.g. a run of "[" or of newlines), builds regexes from user text, or logs the response
+# (language checks). Each function below
 # gives lm-eval's verdict (same arguments, from get_instruction_args()) in linear time; the
 # parity test pins them to lm-eval's results on the public IFEval responses.
 
@@ -498,7 +499,37 @@ def _json_format(value: str, args: Mapping[str, Any]) -> bool:
         return False
 
 
+def _detect_language(value: str) -> str | None:
+    """langdetect's language, None when it finds no features (lm-eval then counts a pass).
+
+    lm-eval logs the whole response at ERROR level in that case (1 MB of log per request);
+    here it is silent.
+    """
+    import langdetect
+
+    try:
+        return langdetect.detect(value)
+    except langdetect.LangDetectException:
+        return None
+
+
+def _response_language(value: str, args: Mapping[str, Any]) -> bool:
+    lang = _detect_language(value)
+    return lang is None or lang == args["language"]
+
+
+def _english_capital(value: str, args: Mapping[str, Any]) -> bool:
+    return value.isupper() and _detect_language(value) in (None, "en")
+
+
+def _english_lowercase(value: str, args: Mapping[str, Any]) -> bool:
+    return value.islower() and _detect_language(value) in (None, "en")
+
+
 _LINEAR_CHECKS: dict[str, Any] = {
+    "language:response_language": _response_language,
+    "change_case:english_capital": _english_capital,
+    "change_case:english_lowercase": _english_lowercase,
     "detectable_content:number_placeholders": _placeholders,
     "detectable_format:number_bullet_lists": _bullet_lists,
     "detectable_format:title": _title,
