@@ -97,13 +97,20 @@ def contains_phrase(text: str, phrase: str, *, lowered: bool = False) -> bool:
     Whitespace inside the phrase matches any run of whitespace. ``lowered``: ``text`` is
     already lowercased (saves a copy when several phrases are looked up).
     """
-    if not phrase.strip():
+    phrase = phrase.lower()
+    words = phrase.split()
+    if not words:
         return False
-    return _phrase_regex(phrase.lower()).search(text if lowered else text.lower()) is not None
+    text = text if lowered else text.lower()
+    if words[0] not in text:  # cheap rejection before the boundary-checking regex
+        return False
+    return _phrase_regex(phrase).search(text) is not None
 
 
 
 def _strip_title_lines(text: str) -> str:
+    if "<<" not in text:  # no title line: skip the per-line regex (same line breaks)
+        return "\n".join(text.splitlines())
     return "\n".join(line for line in text.splitlines() if not _TITLE_LINE.match(line))
 
 

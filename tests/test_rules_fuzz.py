@@ -233,3 +233,22 @@ def test_strip_end_markers_matches_the_copying_version(parts):
     text = "".join(parts)
     markers = protocol.DEFAULT_END_MARKERS
     assert protocol.strip_end_markers(text, markers) == _old_strip_end_markers(text, markers)
+
+
+@pytest.mark.parametrize("iid,kwargs", [
+    ("change_case:capital_word_frequency", {"capital_frequency": 2, "capital_relation": "at least"}),
+    ("change_case:capital_word_frequency", {"capital_frequency": 1, "capital_relation": "less than"}),
+    ("length_constraints:number_sentences", {"num_sentences": 2, "relation": "at least"}),
+])
+def test_wrapped_nltk_checkers_match_lm_eval(iid, kwargs):
+    checker = _lm_eval_checker(iid, **kwargs)
+    spec = {"kind": "ifeval", "instruction_id": iid, "kwargs": kwargs}
+    alphabet = ["THE", "cat", "Sat", "é", ".", "!", " ", "[", "*", "-", "\n", "Mr."]
+
+    @settings(max_examples=100, deadline=None)
+    @given(text=st.lists(st.sampled_from(alphabet), max_size=30).map("".join))
+    def check(text):
+        expected = bool(text.strip()) and bool(checker.check_following(text))
+        assert run_check(text, spec) == expected, text
+
+    check()
