@@ -229,7 +229,10 @@ def main() -> None:
     ap.add_argument("--before-root", default="/work/main", help="code tree to compare with ('' = none)")
     ap.add_argument("--before-size", type=int, default=32 << 10,
                     help="input length for the 'before' tree (quadratic cases need it small)")
-    ap.add_argument("--timeout", type=float, default=3.0, help="seconds before a case is stopped")
+    ap.add_argument("--timeout", type=float, default=3.0,
+                    help="seconds before a case of the 'before' tree is stopped")
+    ap.add_argument("--after-timeout", type=float, default=60.0,
+                    help="seconds before a case of this tree is stopped")
     ap.add_argument("--top", type=int, default=12, help="slowest cases to print per tree")
     args = ap.parse_args()
     if args.worker is not None:
@@ -241,11 +244,12 @@ def main() -> None:
     trees = []
     if args.before_root:
         trees.append((f"before ({args.before_root}), {args.before_size} chars", args.before_root,
-                      args.before_size))
-        trees.append((f"after ({REPO}), {args.before_size} chars", str(REPO), args.before_size))
-    trees.append((f"after ({REPO}), {args.size} chars", str(REPO), args.size))
-    for title, root, size in trees:
-        report(title, run_tree(root, size, args.timeout), args.top, args.timeout)
+                      args.before_size, args.timeout))
+        trees.append((f"after ({REPO}), {args.before_size} chars", str(REPO), args.before_size,
+                      args.timeout))
+    trees.append((f"after ({REPO}), {args.size} chars", str(REPO), args.size, args.after_timeout))
+    for title, root, size, timeout in trees:
+        report(title, run_tree(root, size, timeout), args.top, timeout)
 
 
 if __name__ == "__main__":

@@ -152,9 +152,9 @@ def _lm_eval_checker(iid: str, **kwargs):
 
 
 IFEVAL_CASES = [
-    ("detectable_content:number_placeholders", {"num_placeholders": 2}, "[]x \n["),
-    ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "*- \n\t x"),
-    ("detectable_format:title", {}, "<> \nx"),
+    ("detectable_content:number_placeholders", {"num_placeholders": 2}, "[]x \n[\r"),
+    ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "*- \n\t x\r\x0b\x1c\u2028"),
+    ("detectable_format:title", {}, "<> \nx\r"),
     ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Pp.Ss \n"),
     ("detectable_content:postscript", {"postscript_marker": "P.P.S"}, "Pp.Ss \n"),
     ("detectable_content:postscript", {"postscript_marker": "Note"}, "Note \nx"),
