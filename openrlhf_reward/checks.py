@@ -76,19 +76,25 @@ def _word_class() -> str:
     return rf"[\w{marks}]"
 
 
+@lru_cache(maxsize=1)
+def _word_char() -> re.Pattern[str]:
+    return re.compile(_word_class())
+
+
 @lru_cache(maxsize=4096)
-def _phrase_regex(phrase: str) -> re.Pattern[str]:
-    """Whole-word, whitespace-tolerant pattern for a lowercased phrase."""
-    word = _word_class()
+def _phrase_regex(phrase: str) -> tuple[re.Pattern[str], bool]:
+    """(pattern, needs a boundary before it) for a lowercased phrase: whitespace-tolerant,
+    with a boundary after it where the phrase ends with a word character. The pattern starts
+    with the phrase's literal text, so the regex engine's fast literal search applies; the
+    boundary before a match is checked by the caller."""
+    word = _word_char()
     words = phrase.split()
     body = r"\s+".join(re.escape(w) for w in words)
     # A boundary is required only where the phrase itself starts/ends with a word character
     # ("C++" may be followed by anything; "sea" may not be followed by "rch").
-    if re.match(word, words[0][0]):
-        body = f"(?<!{word})" + body
-    if re.match(word, words[-1][-1]):
-        body += f"(?!{word})"
-    return re.compile(body)
+    if word.match(words[-1][-1]):
+        body += f"(?!{word.pattern})"
+    return re.compile(body), word.match(words[0][0]) is not None
 
 
 def contains_phrase(text: str, phrase: str, *, lowered: bool = False) -> bool:
@@ -104,8 +110,15 @@ def contains_phrase(text: str, phrase: str, *, lowered: bool = False) -> bool:
     text = text if lowered else text.lower()
     if words[0] not in text:  # cheap rejection before the boundary-checking regex
         return False
-    return _phrase_regex(phrase).search(text) is not None
-
+    pattern, boundary_before = _phrase_regex(phrase)
+    word = _word_char()
+    pos = 0
+    while (m := pattern.search(text, pos)) is not None:
+        start = m.start()
+        if not boundary_before or start == 0 or not word.match(text, start - 1):
+            return True
+        pos = start + 1  # an overlapping later occurrence may still stand on a boundary
+    return False
 
 
 def _strip_title_lines(text: str) -> str:
@@ -134,7 +147,17 @@ def count_bullets(text: str, marker: str = "- ") -> int:
 
 
 def count_percents(text: str) -> int:
-    return len(_PERCENT.findall(text))
+    # Each "%" ends at most one figure and a figure ends with a digit, so this counts the
+    # matches of _PERCENT (the definition; a test compares them) by looking back from each "%".
+    n = 0
+    i = text.find("%")
+    while i >= 0:
+        j = i - 1
+        if j >= 0 and text[j] in " \t":
+            j -= 1
+        n += j >= 0 and text[j].isdecimal()
+        i = text.find("%", i + 1)
+    return n
 
 
 # kind -> (allowed parameters, required parameters, counter or predicate)
@@ -151,7 +174,7 @@ _PREDICATES: dict[str, Callable[[str, Mapping[str, Any]], bool]] = {
     "ends_with": lambda text, spec: text.rstrip().endswith(spec["text"]),
     "starts_with": lambda text, spec: text.lstrip().startswith(spec["text"]),
     "contains_all": lambda text, spec: _contains_all(text.lower(), spec["keywords"]),
-    "forbidden_chars": lambda text, spec: set(spec["chars"]).isdisjoint(text),
+    "forbidden_chars": lambda text, spec: _has_none(text, spec["chars"]),
     "lowercase": lambda text, spec: not any(c.isupper() for c in text),
     "title_brackets": lambda text, spec: _first_line_is_title(text),
 }
@@ -174,6 +197,12 @@ _PARAMS: dict[str, tuple[set[str], set[str]]] = {
 }
 
 CHECK_KINDS: tuple[str, ...] = tuple(_PARAMS)
+
+
+def _has_none(text: str, chars: str) -> bool:
+    if len(chars) <= 32:  # a few C-speed scans beat building a set of the text
+        return not any(c in text for c in chars)
+    return set(chars).isdisjoint(text)
 
 
 def _contains_all(lowered: str, keywords: list[str]) -> bool:
