@@ -14,8 +14,10 @@ What it does, all in one run on this machine:
    OpenRLHF's trainer does: one sample per POST (``{"query": [..], "prompts": [..],
    "labels": [..]}``), a new aiohttp session per request as in
    ``openrlhf/utils/agent.py``, closed loop with 32 and 128 requests in flight.
-   Servers: ``openrlhf-reward serve --backend bt`` in its CPU default dtype (float32) and in
-   bfloat16 (serve_rm's dtype: its ``--ds.param_dtype`` only offers bf16/fp16), and
+   Servers: ``openrlhf-reward serve --backend bt`` with ``dtype=auto`` (on CPU a one-off probe
+   picks the faster of float32/bfloat16; the chosen dtype is read from the server's log and
+   printed), pinned to float32, and pinned to bfloat16 (serve_rm's dtype: its
+   ``--ds.param_dtype`` only offers bf16/fp16), and
    ``python -m openrlhf.cli.serve_rm`` (bf16, sdpa attention; it imports flash_attn at
    load, so the test-only stand-in in tests/stubs is put on its PYTHONPATH).
 4. Prints rewards/s, p50/p95 latency, the mean batch size our server formed (from
@@ -36,6 +38,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -331,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir", help="reuse this checkpoint instead of building one")
     p.add_argument("--skip-serve-rm", action="store_true", help="do not run OpenRLHF's serve_rm")
     p.add_argument("--rules-only", action="store_true", help="only the rules checks/second figure")
-    p.add_argument("--servers", nargs="+", default=["ours-default", "ours-bf16", "serve_rm"],
-                   choices=["ours-default", "ours-bf16", "serve_rm"])
+    p.add_argument("--servers", nargs="+", default=["ours-default", "ours-fp32", "ours-bf16", "serve_rm"],
+                   choices=["ours-default", "ours-fp32", "ours-bf16", "serve_rm"],
+                   help="ours-default: dtype=auto (on CPU the probed faster of float32/bfloat16); "
+                        "ours-fp32 / ours-bf16: dtype pinned")
     args = p.parse_args(argv)
 
     load = os.getloadavg()
@@ -357,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     threads_env = {"OMP_NUM_THREADS": str(args.torch_threads), "MKL_NUM_THREADS": str(args.torch_threads),
                    "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     results: dict[str, dict[int, dict]] = {}
+    dtypes: dict[str, str] = {}
     mean_batch: dict[str, dict[int, float | None]] = {}
     for name in servers:
         port = free_port()
@@ -367,19 +373,26 @@ def main(argv: list[str] | None = None) -> int:
                    "--host", "127.0.0.1", "--port", str(port), "--ds.attn_implementation", "sdpa",
                    "--ds.param_dtype", "bf16"]
             env = {**threads_env, "PYTHONPATH": str(STUBS)}
+            dtypes[name] = "bfloat16"
         else:
-            dtype = "bfloat16" if name == "ours-bf16" else "auto"
+            dtype = {"ours-bf16": "bfloat16", "ours-fp32": "float32"}.get(name, "auto")
+            dtypes[name] = dtype
             cmd = [sys.executable, "-m", "openrlhf_reward.cli", "serve", "--backend", args.our_backend, "--model", str(model_dir),
                    "--backend-arg", f"dtype={dtype}",
                    *(["--backend-arg", f"batch_size={args.forward_batch_size}"] if args.forward_batch_size > 0 else []),
                    *[a for kv in args.backend_arg for a in ("--backend-arg", kv)],
                    "--port", str(port), "--max-batch-size", str(args.max_batch_size),
-                   "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning",
+                   "--max-wait-ms", str(args.max_wait_ms), "--log-level", "info",  # info: the dtype=auto line
                    *(["--no-length-aware"] if args.no_length_aware else [])]
             env = threads_env
         proc = start(cmd, env, log)
         try:
             wait_up(url, proc, log)
+            if dtypes[name] == "auto":  # the server logs what dtype=auto resolved to
+                m = re.search(r"dtype=auto on CPU: (\w+) \((.*?)\)", log.read_text())
+                dtypes[name] = f"auto={m.group(1)}" if m else "auto (not logged: GPU = bfloat16)"
+                if m:
+                    print(f"  {name}: dtype=auto chose {m.group(1)} ({m.group(2)})", flush=True)
             drive(url, samples, min(32, args.warmup), args.warmup)  # warm up (kernels for many lengths)
             results[name], mean_batch[name] = {}, {}
             for c in args.concurrency:
@@ -388,20 +401,20 @@ def main(argv: list[str] | None = None) -> int:
                 r = drive(url, samples, c, total)
                 results[name][c] = r
                 mean_batch[name][c] = batch_delta(before, server_batches(url), r["wall"])
-                print(f"  {name:13s} {c:4d} in flight: {r['rps']:8.1f} rewards/s  p50 {1000 * r['p50']:8.1f} ms  "
+                print(f"  {name:13s} {dtypes[name]:14s} {c:4d} in flight: {r['rps']:8.1f} rewards/s  p50 {1000 * r['p50']:8.1f} ms  "
                       f"p95 {1000 * r['p95']:8.1f} ms  ({r['n']} requests, {r['failures']} failed)", flush=True)
         finally:
             stop(proc)
 
     print("\nresults (one sample per POST, OpenRLHF's client pattern):")
-    print(f"{'server':14s} {'in flight':>9s} {'rewards/s':>10s} {'p50 ms':>9s} {'p95 ms':>9s} {'mean batch':>10s} "
+    print(f"{'server':14s} {'dtype':14s} {'in flight':>9s} {'rewards/s':>10s} {'p50 ms':>9s} {'p95 ms':>9s} {'mean batch':>10s} "
           f"{'backend ms/batch':>16s} {'backend busy':>12s}")
     for name, by_c in results.items():
         for c, r in by_c.items():
             b = mean_batch[name][c]
             ms = f"{b['ms']:.1f}" if b["ms"] is not None else "-"
             busy = f"{100 * b['busy']:.0f}%" if b["busy"] is not None else "-"
-            print(f"{name:14s} {c:9d} {r['rps']:10.1f} {1000 * r['p50']:9.1f} {1000 * r['p95']:9.1f} "
+            print(f"{name:14s} {dtypes[name]:14s} {c:9d} {r['rps']:10.1f} {1000 * r['p50']:9.1f} {1000 * r['p95']:9.1f} "
                   f"{b['mean']:10.1f} {ms:>16s} {busy:>12s}")
     if "serve_rm" in results:
         base = results["serve_rm"]
@@ -411,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for c in args.concurrency:
                 a, b = results[name][c], base[c]
-                print(f"  {name:13s} {c:4d} in flight: {a['rps'] / b['rps']:5.2f}x rewards/s, "
+                print(f"  {name:13s} {dtypes[name]:14s} {c:4d} in flight: {a['rps'] / b['rps']:5.2f}x rewards/s, "
                       f"p95 {1000 * a['p95']:.0f} ms vs {1000 * b['p95']:.0f} ms "
                       f"({'lower' if a['p95'] < b['p95'] else 'NOT lower'})")
         # Sanity: both servers score the same checkpoint (texts differ slightly: serve_rm scores
