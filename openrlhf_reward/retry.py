@@ -49,8 +49,15 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def _policy(max_tries: int, backoff: float, backoff_max: float, jitter: bool,
-            retry_if: Callable[[BaseException], bool], on_retry: Callable[[BaseException], Any] | None) -> dict:
+def _policy(
+    *,
+    max_tries: int,
+    backoff: float = 1.0,
+    backoff_max: float = 8.0,
+    jitter: bool = False,
+    retry_if: Callable[[BaseException], bool] = is_transient,
+    on_retry: Callable[[BaseException], Any] | None = None,
+) -> dict[str, Any]:
     import tenacity
 
     wait = (tenacity.wait_random_exponential if jitter else tenacity.wait_exponential)(
@@ -64,36 +71,19 @@ def _policy(max_tries: int, backoff: float, backoff_max: float, jitter: bool,
                 retry=tenacity.retry_if_exception(retry_if), reraise=True, before_sleep=before_sleep)
 
 
-def call_with_retries(
-    fn: Callable[[], R],
-    *,
-    max_tries: int,
-    backoff: float = 1.0,
-    backoff_max: float = 8.0,
-    jitter: bool = False,
-    retry_if: Callable[[BaseException], bool] = is_transient,
-    on_retry: Callable[[BaseException], Any] | None = None,
-) -> R:
-    """``fn()``, tried up to ``max_tries`` times while it raises a ``retry_if`` exception, waiting
-    ``backoff`` s, then twice as long each time up to ``backoff_max`` (``jitter``: a random wait
-    up to that, which spreads many clients' retries). The last exception is re-raised as is;
-    others propagate at once. ``on_retry(exc)`` is called before each wait (counters, logs)."""
+def call_with_retries(fn: Callable[[], R], **policy: Any) -> R:
+    """``fn()``, tried up to ``max_tries`` times while it raises a ``retry_if`` exception
+    (default :func:`is_transient`), waiting ``backoff`` s (default 1), then twice as long each
+    time up to ``backoff_max`` (default 8; ``jitter=True``: a random wait up to that, which
+    spreads many clients' retries). The last exception is re-raised as is; others propagate at
+    once. ``on_retry(exc)`` is called before each wait (counters, logs)."""
     import tenacity
 
-    return tenacity.Retrying(**_policy(max_tries, backoff, backoff_max, jitter, retry_if, on_retry))(fn)
+    return tenacity.Retrying(**_policy(**policy))(fn)
 
 
-async def async_call_with_retries(
-    fn: Callable[[], Awaitable[R]],
-    *,
-    max_tries: int,
-    backoff: float = 1.0,
-    backoff_max: float = 8.0,
-    jitter: bool = False,
-    retry_if: Callable[[BaseException], bool] = is_transient,
-    on_retry: Callable[[BaseException], Any] | None = None,
-) -> R:
+async def async_call_with_retries(fn: Callable[[], Awaitable[R]], **policy: Any) -> R:
     """:func:`call_with_retries` for a coroutine function (waits with ``asyncio.sleep``)."""
     import tenacity
 
-    return await tenacity.AsyncRetrying(**_policy(max_tries, backoff, backoff_max, jitter, retry_if, on_retry))(fn)
+    return await tenacity.AsyncRetrying(**_policy(**policy))(fn)

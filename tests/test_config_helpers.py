@@ -123,3 +123,19 @@ def test_retries_transient_failures_only():
     assert [retryable_status(s) for s in (400, 404, 408, 409, 425, 429, 500, 503)] == [
         False, False, True, True, True, True, True, True]
     assert not is_transient(ValueError()) and is_transient(TransientError())
+
+
+def test_async_retries():
+    import asyncio
+
+    from openrlhf_reward.retry import async_call_with_retries
+
+    calls = []
+
+    async def flaky():
+        calls.append(1)
+        if len(calls) < 2:
+            raise TransientError("busy")
+        return 5
+
+    assert asyncio.run(async_call_with_retries(flaky, max_tries=3, backoff=0.001)) == 5 and len(calls) == 2
