@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_server                  # everything (several minutes on CPU)
     python -m benchmarks.bench_server --rules-only     # the rules checks/second figure only
+    python -m benchmarks.bench_server --dtype-only     # CPU dtype=auto: probe vs real forward
 
 What it does, all in one run on this machine:
 
@@ -20,7 +21,10 @@ What it does, all in one run on this machine:
    ``--ds.param_dtype`` only offers bf16/fp16), and
    ``python -m openrlhf.cli.serve_rm`` (bf16, sdpa attention; it imports flash_attn at
    load, so the test-only stand-in in tests/stubs is put on its PYTHONPATH).
-4. Prints rewards/s, p50/p95 latency, the mean batch size our server formed (from
+4. CPU dtype: what ``dtype=auto``'s one-off probe measures and picks, against the ``bt``
+   backend's own forward in float32 and bfloat16 in this process (no server; the two dtypes
+   alternate, median of several rounds, so a busy machine slows both alike).
+5. Prints rewards/s, p50/p95 latency, the mean batch size our server formed (from
    ``/metrics``), and the ratios against serve_rm.
 
 Every server process gets the same ``OMP_NUM_THREADS`` (``--torch-threads``). The figures
@@ -301,6 +305,47 @@ def batch_delta(before: dict | None, after: dict | None, wall: float) -> dict:
             "ms": 1000 * secs / n if n else None, "busy": secs / wall if wall else None}
 
 
+# --------------------------------------------------------------------------- CPU dtype
+
+
+def dtype_forward(model_dir: Path, samples: list[dict], threads: int, batch_size: int, rounds: int = 5) -> dict:
+    """dtype=auto's probe on CPU, and the bt backend's scoring speed in float32 / bfloat16."""
+    import torch
+
+    from openrlhf_reward.schema import Requirement
+    from openrlhf_reward.scorers import ScoreRequest, get_scorer, hf_rm
+
+    torch.set_num_threads(threads)
+    hf_rm._CPU_AUTO.clear()
+    chosen = str(hf_rm.cpu_auto_dtype()).removeprefix("torch.")
+    probe = {k: v for k, v in hf_rm._CPU_AUTO.items() if k != "dtype"}
+    reqs = [ScoreRequest(prompt=s["prompts"][0], response=s["query"][0][len(s["prompts"][0]):],
+                         requirements=tuple(Requirement.from_dict(r) for r in s["labels"][0]["requirements"]))
+            for s in samples[:64]]
+    scorers = {dt: get_scorer("bt", model=str(model_dir), device="cpu", dtype=dt, batch_size=max(1, batch_size))
+               for dt in ("float32", "bfloat16")}
+    times: dict[str, list[float]] = {dt: [] for dt in scorers}
+    for sc in scorers.values():
+        sc.score(reqs[:8])  # warm up
+    for _ in range(rounds):
+        for dt, sc in scorers.items():
+            t0 = time.perf_counter()
+            sc.score(reqs)
+            times[dt].append(time.perf_counter() - t0)
+    rps = {dt: len(reqs) / statistics.median(t) for dt, t in times.items()}
+    return {"chosen": chosen, "probe_ms": {k: 1000 * v for k, v in probe.items()}, "rewards_per_s": rps}
+
+
+def print_dtype_forward(d: dict, threads: int) -> None:
+    rps, probe = d["rewards_per_s"], d["probe_ms"]
+    faster = max(rps, key=rps.get)
+    print(f"\nCPU dtype ({threads} thread(s)): dtype=auto chose {d['chosen']} "
+          f"(probe: float32 {probe['float32_s']:.2f} ms, bfloat16 {probe['bfloat16_s']:.2f} ms per MLP block)")
+    print(f"  bt forward in process: float32 {rps['float32']:.1f} rewards/s, bfloat16 {rps['bfloat16']:.1f} "
+          f"rewards/s (bf16/fp32 {rps['bfloat16'] / rps['float32']:.2f}x); faster here: {faster}; "
+          f"the probe's choice {'agrees' if faster == d['chosen'] else 'DISAGREES'}")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -334,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir", help="reuse this checkpoint instead of building one")
     p.add_argument("--skip-serve-rm", action="store_true", help="do not run OpenRLHF's serve_rm")
     p.add_argument("--rules-only", action="store_true", help="only the rules checks/second figure")
+    p.add_argument("--dtype-only", action="store_true", help="only the CPU dtype section (no servers)")
     p.add_argument("--servers", nargs="+", default=["ours-default", "ours-fp32", "ours-bf16", "serve_rm"],
                    choices=["ours-default", "ours-fp32", "ours-bf16", "serve_rm"],
                    help="ours-default: dtype=auto (on CPU the probed faster of float32/bfloat16); "
@@ -355,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     samples = make_samples(args.samples, model_dir)
     print(f"checkpoint: {model_dir} (hidden {args.hidden}, {args.layers} layers, train_rm layout); "
           f"{len(samples)} samples, responses 20-100 words")
+    print_dtype_forward(dtype_forward(model_dir, samples, args.torch_threads, args.forward_batch_size),
+                        args.torch_threads)
+    if args.dtype_only:
+        return 0
 
     servers = list(args.servers)
     if args.skip_serve_rm and "serve_rm" in servers:

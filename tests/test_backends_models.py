@@ -635,9 +635,9 @@ def test_cpu_dtype_auto_is_probed_once_and_logged(rm_dir, caplog, monkeypatch):
     calls = []
     timings = {torch.float32: 2.0, torch.bfloat16: 1.0}  # bf16 twice as fast: auto must pick it
 
-    def fake_probe(dtype, **_):
-        calls.append(dtype)
-        return timings[dtype]
+    def fake_probe(dtypes, **_):
+        calls.extend(dtypes)
+        return [timings[dt] for dt in dtypes]
 
     monkeypatch.setattr(hf_rm, "_matmul_seconds", fake_probe)
     with caplog.at_level("INFO", logger=hf_rm.__name__):
