@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "include_path"):
         user = args.include_path
         args.include_path = [TASKS_DIR] + ([user] if user else [])
-        fast = not user and selects_only_our_tasks(getattr(args, "tasks", None), our_task_names())
+        tasks = getattr(args, "tasks", None)  # absent for `weval ls` / `validate`
+        fast = not user and bool(tasks) and selects_only_our_tasks(tasks, our_task_names())
     if fast:
         log.info("only WEval tasks selected: skipping lm-eval's built-in task index")
     try:
