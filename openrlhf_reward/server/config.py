@@ -107,8 +107,9 @@ class ServerConfig:
 
     def protocol_options(self, backend: str, scorer: Any = None) -> ProtocolOptions:
         need = self.require_requirements
-        if need is None:  # the backend declares it (Scorer.needs_requirements)
-            need = getattr(scorer if scorer is not None else resolve_backend_class(backend), "needs_requirements", True)
+        if need is None:  # the backend declares it (Scorer.needs_requirements; None = the default, yes)
+            declared = getattr(scorer if scorer is not None else resolve_backend_class(backend), "needs_requirements", None)
+            need = True if declared is None else bool(declared)
         return ProtocolOptions(
             end_markers=tuple(self.end_markers),
             strip_think=self.strip_think,
