@@ -42,7 +42,7 @@ explicit, JSON-safe) and ``info["all_unparsed"]`` is True, so a server can repor
 
 Transport: the ``openai`` client's ``AsyncOpenAI`` on a private event loop thread, a
 semaphore for ``concurrency``, per-call ``timeout``, and ``max_retries`` with exponential
-backoff on connection errors, timeouts, 408/409/429 and 5xx. Other HTTP errors, or retries
+backoff (:mod:`openrlhf_reward.retry`: connection errors, timeouts, 408/409/425/429, 5xx). Other HTTP errors, or retries
 exhausted, raise :class:`JudgeError` (a reward server answers 5xx and the trainer retries).
 """
 
@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from openrlhf_reward.config import build_config
+from openrlhf_reward.retry import async_call_with_retries
 from openrlhf_reward.scorers.base import Scorer, ScoreRequest, ScoreResult
 
 # --------------------------------------------------------------------------- prompts
@@ -478,29 +479,30 @@ class JudgeScorer(Scorer):
         extra_body = self._extra_body()
         if extra_body:
             kwargs["extra_body"] = extra_body
-        attempt = 0
-        while True:
-            try:
-                async with self._sem:
-                    resp = await self._client.chat.completions.create(**kwargs)
-                self._stats["calls"] += 1
-                if not resp.choices:
-                    return None
-                return resp.choices[0]
-            except openai.APIStatusError as e:
-                retryable = e.status_code in (408, 409, 429) or e.status_code >= 500
-                err: Exception = e
-            except (openai.APIConnectionError, openai.APITimeoutError) as e:
-                retryable, err = True, e
-            if not retryable or attempt >= cfg.max_retries:
-                self._stats["failures"] += 1
-                raise JudgeError(
-                    f"judge endpoint {cfg.base_url} failed after {attempt + 1} attempt(s): "
-                    f"{type(err).__name__}: {err}"
-                ) from err
+
+        async def attempt() -> Any:
+            async with self._sem:
+                return await self._client.chat.completions.create(**kwargs)
+
+        tries = [1]
+
+        def count_retry(_: BaseException) -> None:
             self._stats["retries"] += 1
-            await asyncio.sleep(min(cfg.backoff_max, cfg.backoff_initial * 2**attempt))
-            attempt += 1
+            tries[0] += 1
+
+        try:
+            resp = await async_call_with_retries(
+                attempt, max_tries=cfg.max_retries + 1, backoff=cfg.backoff_initial,
+                backoff_max=cfg.backoff_max, on_retry=count_retry,
+            )
+        except (openai.APIStatusError, openai.APIConnectionError) as err:
+            self._stats["failures"] += 1
+            raise JudgeError(
+                f"judge endpoint {cfg.base_url} failed after {tries[0]} attempt(s): "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        self._stats["calls"] += 1
+        return resp.choices[0] if resp.choices else None
 
     def _extra_body(self) -> dict[str, Any] | None:
         """``extra_body``; in cerm mode with thinking disabled through the chat template
