@@ -61,6 +61,7 @@ from typing import Any, ClassVar
 from openrlhf_reward.config import build_config
 from openrlhf_reward.retry import async_call_with_retries
 from openrlhf_reward.scorers.base import Scorer, ScoreRequest, ScoreResult
+from openrlhf_reward.teachers.base import strip_reasoning
 
 # --------------------------------------------------------------------------- prompts
 
@@ -143,7 +144,6 @@ MODES = ("verdict", "criteria", "cerm")
 
 # --------------------------------------------------------------------------- parsing
 
-_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 # A leading Yes/No that stands alone: "Yes", "No.", "**Yes**, because", "Answer: No" - but
 # not "No idea" or "Yes and no" (a word right after it makes the answer ambiguous).
 _VERDICT = re.compile(
@@ -163,7 +163,8 @@ _CRITERIA_BLOCK = re.compile(r"\[Start of Criteria\](.*?)\[End of Criteria\]", r
 
 
 def _clean(text: str | None) -> str:
-    return _THINK.sub("", text or "").strip()
+    # A judge's reasoning is dropped exactly as a teacher's is (one rule for helper-model output).
+    return strip_reasoning(text or "")
 
 
 def parse_verdict(text: str | None) -> bool | None:
