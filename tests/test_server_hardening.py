@@ -215,6 +215,19 @@ def test_backend_unavailable_classification():
     assert not is_backend_unavailable(ValueError("bad sample"))
 
 
+def test_generic_failures_open_the_breaker_after_the_threshold():
+    scorer = SwitchScorer(RuntimeError("backend exploded"))
+    with ServerThread(scorer, "switch", require_requirements=False, breaker_threshold=2,
+                      breaker_cooldown_s=30.0) as srv:
+        body = {"query": ["p x"], "prompts": ["p "]}
+        r1, r2 = post(srv.url, body, headers={}), post(srv.url, body, headers={})
+        assert (r1.status_code, r2.status_code) == (500, 500) and r1.json()["error_id"] != r2.json()["error_id"]
+        r3 = post(srv.url, body, headers={})
+        assert r3.status_code == 503 and int(r3.headers["Retry-After"]) >= 1
+        assert len(scorer.calls) == 2
+        assert httpx.get(srv.url + "/health", timeout=60).json()["status"] == "degraded"
+
+
 def test_circuit_breaker_states():
     now = [0.0]
     br = CircuitBreaker(threshold=2, cooldown_s=10, clock=lambda: now[0])
@@ -236,6 +249,8 @@ def test_circuit_breaker_states():
     br.acquire()
     br.record_success()
     assert br.state == "closed" and br.reason == ""
+    br.record_failure("refused", unavailable=True)
+    assert br.state == "open"
 
 
 def test_failing_backend_opens_the_breaker_then_recovers():
@@ -243,9 +258,9 @@ def test_failing_backend_opens_the_breaker_then_recovers():
     with ServerThread(scorer, "switch", require_requirements=False, breaker_threshold=2,
                       breaker_cooldown_s=1.0) as srv:
         body = {"query": ["p x"], "prompts": ["p "]}
-        for _ in range(2):
-            r = post(srv.url, body, headers={})
-            assert r.status_code == 503 and "Retry-After" in r.headers and r.json()["error_id"]
+        # an unreachable backend (after its own retries) opens the breaker at once
+        r = post(srv.url, body, headers={})
+        assert r.status_code == 503 and "Retry-After" in r.headers and r.json()["error_id"]
         calls = len(scorer.calls)
         r = post(srv.url, body, headers={})
         # open: answered at once, without calling the backend

@@ -210,7 +210,7 @@ class DynamicBatcher(Generic[T, R]):
             return results
         except Exception as e:
             if self.breaker is not None:
-                self.breaker.record_failure(_describe(e))
+                self.breaker.record_failure(_describe(e), unavailable=is_backend_unavailable(e))
             raise
         finally:
             self.call_started = None

@@ -1,6 +1,8 @@
 """A circuit breaker for the reward backend (thread-safe, no dependencies).
 
-After ``threshold`` consecutive failed backend calls the breaker *opens*: for ``cooldown_s``
+After ``threshold`` consecutive failed backend calls, or one call that failed because the
+backend cannot be reached (connection refused or timed out after the backend's own
+retries), the breaker *opens*: for ``cooldown_s``
 every request is answered 503 with ``Retry-After`` at once instead of queueing behind a
 dead backend. When the cool-down ends it is *half-open*: one backend call goes through as
 a probe; success closes it, failure opens it again (the cool-down doubles, up to
@@ -93,14 +95,16 @@ class CircuitBreaker:
             self._cooldown_s = self.base_cooldown_s
             self.reason = ""
 
-    def record_failure(self, reason: str) -> None:
+    def record_failure(self, reason: str, unavailable: bool = False) -> None:
+        """A failed backend call. ``unavailable`` (the backend could not be reached, after
+        its own retries) opens the breaker at once; other failures count to ``threshold``."""
         with self._lock:
             self._failures += 1
             self.reason = reason
             if self._state == HALF_OPEN:
                 self._cooldown_s = min(self.max_cooldown_s, self._cooldown_s * 2)
                 self._open()
-            elif self._state == CLOSED and self._failures >= self.threshold:
+            elif self._state == CLOSED and (unavailable or self._failures >= self.threshold):
                 self._open()
 
     def _open(self) -> None:  # lock held
