@@ -106,12 +106,18 @@ def run_one(name: str, tree: Path, args: argparse.Namespace) -> None:
         results = asyncio.run(burst(url, args.in_flight, args.cap_s))
         report(name, results, args.cap_s)
         t0 = time.perf_counter()
-        r = httpx.post(url + "/get_reward", json={"query": ["p x"], "prompts": ["p "],
-                                                  "labels": [{"requirements": [REQ]}]}, timeout=args.cap_s)
-        print(f"  the trainer's retry after the burst: {r.status_code} in {time.perf_counter() - t0:.2f} s, "
-              f"Retry-After {r.headers.get('retry-after')}")
-        h = httpx.get(url + "/health", timeout=10).json()
-        print(f"  /health: {h.get('status')} {h.get('reason') or ''}")
+        try:
+            r = httpx.post(url + "/get_reward", json={"query": ["p x"], "prompts": ["p "],
+                                                      "labels": [{"requirements": [REQ]}]}, timeout=args.cap_s)
+            print(f"  the trainer's retry after the burst: {r.status_code} in {time.perf_counter() - t0:.2f} s, "
+                  f"Retry-After {r.headers.get('retry-after')}")
+        except httpx.TimeoutException:
+            print(f"  the trainer's retry after the burst: no answer within {args.cap_s:g} s")
+        try:
+            h = httpx.get(url + "/health", timeout=10).json()
+            print(f"  /health: {h.get('status')} {h.get('reason') or ''}")
+        except httpx.HTTPError as e:
+            print(f"  /health: {type(e).__name__}")
     finally:
         proc.terminate()
         try:
