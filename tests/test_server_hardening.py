@@ -98,6 +98,59 @@ def test_health_answers_while_a_slow_request_is_scored():
         assert result["r"].status_code == 200
 
 
+def test_parsing_runs_off_the_event_loop(monkeypatch):
+    """A request whose parsing is slow (a test double for pathological text) blocks no other."""
+    import openrlhf_reward.server.app as app_module
+
+    entered, release = threading.Event(), threading.Event()
+    real = app_module.parse_reward_request
+
+    def slow_parse(body, options):
+        if body.get("slow"):
+            entered.set()
+            assert release.wait(120)
+        return real(body, options)
+
+    monkeypatch.setattr(app_module, "parse_reward_request", slow_parse)
+    with ServerThread(get_scorer("rules"), "rules") as srv:
+        done = threading.Event()
+        result: dict = {}
+
+        def slow():
+            result["r"] = post(srv.url, {**GOOD, "slow": True}, headers={}, timeout=120)
+            done.set()
+
+        t = threading.Thread(target=slow)
+        t.start()
+        try:
+            assert entered.wait(60)
+            assert httpx.get(srv.url + "/health", timeout=60).json()["status"] == "ok"
+            assert post(srv.url, GOOD, headers={}).status_code == 200  # another request is served
+            assert not done.is_set()
+        finally:
+            release.set()
+            t.join(60)
+        assert result["r"].status_code == 200
+
+
+def test_degenerate_rates_in_extra_logs_and_metrics(rules_srv):
+    m0 = httpx.get(rules_srv.url + "/metrics", headers=AUTH, timeout=60).json()["degenerate"]
+    body = {"query": ["P:   <|im_end|>", "P: fine", "Q: elsewhere"], "prompts": ["P:", "P:", "P:"],
+            "labels": [{"requirements": [REQ, {**REQ, "id": "c2", "check": None}]}] * 3}
+    r = post(rules_srv.url, body)
+    assert r.status_code == 200
+    logs = r.json()["extra_logs"]
+    assert logs["blank_response"] == pytest.approx(1 / 3)
+    assert logs["recovery_fallback"] == pytest.approx(1 / 3)
+    assert logs["unscorable_requirements"] == pytest.approx(0.5)
+    assert logs["judge_unparsed"] == 0.0
+    m1 = httpx.get(rules_srv.url + "/metrics", headers=AUTH, timeout=60).json()["degenerate"]
+    assert m1["blank_responses"] - m0["blank_responses"] == 1
+    assert m1["recovery_fallbacks"] - m0["recovery_fallbacks"] == 1
+    assert m1["unscorable_requirements"] - m0["unscorable_requirements"] == 3
+    assert m1["samples"] - m0["samples"] == 3
+
+
 # --------------------------------------------------------------------------- bad input: JSON 4xx naming the field
 
 
