@@ -401,7 +401,7 @@ def create_app(
             return "error", "the batcher thread has stopped"
         state_ = breaker.state
         if state_ != "closed":
-            return "degraded", f"circuit breaker {state_} after repeated backend failures: {breaker.reason}"
+            return "degraded", f"circuit breaker {state_} after backend failures; last: {breaker.reason}"
         started = batcher.call_started
         if started is not None and (running := time.monotonic() - started) > config.degraded_after_s:
             return "degraded", f"a backend call has been running for {running:.0f} s"
