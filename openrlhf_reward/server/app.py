@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import re
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -294,7 +293,10 @@ def create_app(
         access = logging.getLogger("uvicorn.access")
         access.addFilter(redactor)  # after uvicorn configured logging, before any request
         if backend_name in _IFEVAL_BACKENDS or getattr(scorer, "uses_ifeval", False):
-            threading.Thread(target=_preload_ifeval, name="ifeval-preload", daemon=True).start()
+            # Before serving, not in a background thread: a module import racing the first
+            # requests' imports can hit the import lock's deadlock detection (half-initialised
+            # modules). Run in a worker so the loop stays free.
+            await asyncio.get_running_loop().run_in_executor(pool, _preload_ifeval)
         yield
         access.removeFilter(redactor)
         batcher.close()
