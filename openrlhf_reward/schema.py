@@ -54,6 +54,8 @@ class Requirement:
                 validate_check(check)
             except CheckSpecError as e:
                 raise DataError(f"{where}: requirement {d['id']!r}: {e}") from None
+            except (TypeError, ValueError) as e:  # a value of the wrong shape, e.g. a list as 'kind'
+                raise DataError(f"{where}: requirement {d['id']!r}: invalid check ({type(e).__name__}: {e})") from None
         return cls(id=d["id"], type=d["type"], text=d["text"], check=dict(check) if check else None)
 
     def to_dict(self) -> dict[str, Any]:

@@ -338,6 +338,25 @@ def test_failing_backend_opens_the_breaker_then_recovers():
         assert h["status"] == "ok" and h["circuit_breaker"] == "closed"
 
 
+def test_health_is_degraded_while_a_backend_call_hangs():
+    scorer = GateScorer()  # a judge that accepts the call and never answers
+    with ServerThread(scorer, "gate", require_requirements=False, degraded_after_s=0.2) as srv:
+        t = threading.Thread(target=lambda: post(srv.url, {"query": ["p x"], "prompts": ["p "]}, headers={},
+                                                 timeout=120))
+        t.start()
+        try:
+            assert scorer.entered.wait(60)
+            deadline = time.monotonic() + 60
+            while (h := httpx.get(srv.url + "/health", timeout=60).json())["status"] == "ok":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert h["status"] == "degraded" and "running for" in h["reason"]
+        finally:
+            scorer.release.set()
+            t.join(60)
+        assert httpx.get(srv.url + "/health", timeout=60).json()["status"] == "ok"
+
+
 # --------------------------------------------------------------------------- limits
 
 
