@@ -66,7 +66,6 @@ class ServerMetrics:
         self.judge_all_unparsed = 0
         self._latencies: deque[float] = deque(maxlen=window)
         self._batch_sizes: deque[int] = deque(maxlen=window)
-        self._registry = None
 
     # ------------------------------------------------------------------ updates
 
@@ -184,28 +183,26 @@ class ServerMetrics:
 
     def prometheus(self, queue_depth: int = 0, in_flight: int = 0, breaker_state: str = "closed") -> bytes:
         """The same numbers in Prometheus text format (``GET /metrics?format=prometheus``)."""
-        from prometheus_client import generate_latest
+        from prometheus_client import CollectorRegistry, generate_latest
 
-        self._state = (queue_depth, in_flight, breaker_state)
-        if self._registry is None:
-            from prometheus_client import CollectorRegistry
-
-            self._registry = CollectorRegistry(auto_describe=False)
-            self._registry.register(_Collector(self))
-        return generate_latest(self._registry)
+        # a registry per scrape: cheap, and the gauges passed in stay with this call
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self, (queue_depth, in_flight, breaker_state)))
+        return generate_latest(registry)
 
 
 class _Collector:
     """prometheus_client collector reading :class:`ServerMetrics` (one source of numbers)."""
 
-    def __init__(self, m: ServerMetrics) -> None:
+    def __init__(self, m: ServerMetrics, state: tuple[int, int, str]) -> None:
         self.m = m
+        self.state = state
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
         m = self.m
-        queue_depth, in_flight, breaker_state = getattr(m, "_state", (0, 0, "closed"))
+        queue_depth, in_flight, breaker_state = self.state
         with m._lock:
             lat = sorted(m._latencies)
             sizes = sorted(m._batch_sizes)
