@@ -4,7 +4,8 @@
     python -m benchmarks.bench_freeze --before '' --cases dots inst
 
 Starts ``openrlhf-reward serve --backend rules`` from the ``--before`` tree and from this
-tree, sends one pathological request per case, and polls ``/health`` every 50 ms while the
+tree, sends one pathological request per case (``--size`` characters, 1 MiB by default, of
+dots, digits, ``[INST]`` in a prompt without instruction, ``</s>``), and polls ``/health`` every 50 ms while the
 request is in flight. Prints the request's time and the slowest ``/health`` answer during
 it (a frozen event loop shows as a ``/health`` as slow as the request). CPU work that holds
 the GIL for long (a C regex on a quadratic pattern) still stalls every thread; the text
@@ -31,8 +32,8 @@ def _req(kind: str, **params) -> dict:
     return {"id": "c1", "type": "length", "text": "a requirement", "check": {"kind": kind, **params}}
 
 
-def cases() -> dict[str, dict]:
-    """name -> request body (sizes from issue 8)."""
+def cases(size: int = 1 << 20) -> dict[str, dict]:
+    """name -> request body with about ``size`` characters of pathological text."""
     def body(prompt: str, response: str, reqs: list[dict], instruction: str | None = "Write.") -> dict:
         label = {"requirements": reqs}
         if instruction:
@@ -41,10 +42,10 @@ def cases() -> dict[str, dict]:
 
     p = CHATML.format("Write.")
     return {
-        "dots": body(p, "." * 28_000, [_req("sentence_count", min=1)]),
-        "digits": body(p, "1" * 25_000, [_req("percent_count", max=3)]),
-        "inst": body("[INST]" * 40_000, "answer", [_req("lowercase")], instruction=None),
-        "eos": body(p, "answer" + "</s>" * 250_000, [_req("lowercase")]),
+        "dots": body(p, "." * size, [_req("sentence_count", min=1)]),
+        "digits": body(p, "1" * size, [_req("percent_count", max=3)]),
+        "inst": body("[INST]" * (size // 6), "answer", [_req("lowercase")], instruction=None),
+        "eos": body(p, "answer" + "</s>" * (size // 4), [_req("lowercase")]),
     }
 
 
@@ -98,7 +99,7 @@ def run_tree(name: str, tree: Path, args: argparse.Namespace) -> None:
         try:
             wait_up(url, proc)
             httpx.post(url + "/get_reward", json=cases()["dots"] | {"query": ["x"], "prompts": [""]}, timeout=60)
-            t, status, worst = measure(url, cases()[case], args.cap_s)
+            t, status, worst = measure(url, cases(args.size)[case], args.cap_s)
             print(f"{name} {case:7s}: request {t:7.2f} s ({status}); slowest /health during it {worst * 1000:8.1f} ms",
                   flush=True)
         finally:
@@ -110,6 +111,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", default="/work/main")
     ap.add_argument("--cases", nargs="+", default=list(cases()), choices=list(cases()))
+    ap.add_argument("--size", type=int, default=1 << 20, help="characters of pathological text per case (default 1 MiB)")
     ap.add_argument("--cap-s", type=float, default=20.0, help="client timeout of the pathological request")
     args = ap.parse_args()
     if args.before:
