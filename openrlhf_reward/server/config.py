@@ -104,7 +104,8 @@ class ServerConfig:
         for name in ("read_timeout_s", "request_timeout_s", "breaker_cooldown_s", "degraded_after_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        self.resolved_api_key()  # an empty key is an error, not "no auth"
+        if self.api_key is not None and not self.api_key.strip():  # an empty key is an error, not "no auth"
+            raise ConfigError("api_key is empty: give a non-empty key, or leave it out to run without auth")
 
     def effective_max_wait_ms(self, backend: str) -> float:
         if self.max_wait_ms is not None:
