@@ -31,13 +31,6 @@ class RemoteRewardError(RuntimeError):
     """The reward server refused a request or stayed unreachable after all retries."""
 
 
-class RemoteUnavailableError(RemoteRewardError):
-    """The reward server could not be reached, or kept answering 5xx, after all retries
-    (a server stacked on this one fails fast on it: see ``is_backend_unavailable``)."""
-
-    backend_unavailable = True
-
-
 @dataclass
 class RemoteConfig:
     url: str = field(default="", metadata={"help": "reward server URL with its path, e.g. http://127.0.0.1:5000/get_reward; several separated by ',' or '|' are used round-robin"})
@@ -126,7 +119,6 @@ class RemoteScorer(Scorer):
             try:
                 resp = self._client.post(url, json=body)
             except self._httpx.HTTPError as e:
-                resp = e
                 last = f"{url}: {type(e).__name__}: {e}"
             else:
                 if resp.status_code == 200:
@@ -139,16 +131,9 @@ class RemoteScorer(Scorer):
                 else:
                     last = f"{url}: HTTP {resp.status_code}: {_message(resp)}"
             if attempt + 1 < cfg.max_tries:
-                wait = delay
-                if not isinstance(resp, Exception) and resp.status_code == 503:
-                    # the server's circuit breaker says when it will try the backend again
-                    try:
-                        wait = max(delay, min(float(resp.headers.get("retry-after", 0)), 30.0))
-                    except ValueError:
-                        pass
-                time.sleep(wait)
+                time.sleep(delay)
                 delay = min(delay * 2, 8.0)
-        raise RemoteUnavailableError(f"reward server failed after {cfg.max_tries} tries; last error: {last}")
+        raise RemoteRewardError(f"reward server failed after {cfg.max_tries} tries; last error: {last}")
 
     def _score_chunk(self, reqs: Sequence[ScoreRequest]) -> list[ScoreResult]:
         data = self._post(self.payload(reqs, self.config.return_details))
