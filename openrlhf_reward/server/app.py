@@ -221,7 +221,7 @@ async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     try:
         # uvicorn's keep-alive timeout does not bound a half-sent body: this does
         await asyncio.wait_for(read(), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RequestError(
             f"request body not received within {timeout_s:g} s (--read-timeout-s)", field="body", status=408
         ) from None
@@ -370,7 +370,7 @@ def create_app(
                 asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), config.request_timeout_s
             )
             payload = await off_loop(build_response, results, parsed.return_details, parsed.items, parsed.recovery)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             for f in futures:
                 f.cancel()
             metrics.record_request(503)
