@@ -29,7 +29,12 @@ JUDGE_TEMPLATE = (
 def _data_files(data_files: Any) -> list[str]:
     if data_files is None or data_files == "":
         return [DEMO_DATA]
-    files = [data_files] if isinstance(data_files, (str, Path)) else list(data_files)
+    if isinstance(data_files, (str, Path)):
+        files = [data_files]
+    elif isinstance(data_files, (list, tuple)):
+        files = list(data_files)
+    else:
+        files = []
     if not files or not all(isinstance(f, (str, Path)) for f in files):
         raise DataError(f"metadata 'data_files' must be a path or a list of paths, got {data_files!r}")
     return [str(f) for f in files]
