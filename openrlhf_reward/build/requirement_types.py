@@ -119,5 +119,7 @@ class TypeClassifier:
         return out
 
     def classify(self, texts: Sequence[str]) -> list[str]:
-        """The type of each text (the best-scoring one)."""
-        return [self.types[int(i)] for i in self.scores(texts).argmax(axis=1)] if texts else []
+        """The type of each text (the best-scoring one); each distinct text is embedded once."""
+        uniq = list(dict.fromkeys(texts))
+        best = dict(zip(uniq, (self.types[int(i)] for i in self.scores(uniq).argmax(axis=1)))) if uniq else {}
+        return [best[t] for t in texts]
