@@ -253,7 +253,7 @@ def _writing_subset(rows: list[tuple[int, dict]], name: str, cfg: PaperImportCon
     return out
 
 
-def _train_requirements(row: Mapping[str, Any], where: str) -> tuple[list[Requirement], list[str]]:
+def train_requirements(row: Mapping[str, Any], where: str) -> tuple[list[Requirement], list[str]]:
     from openrlhf_reward.ifeval import requirements_from_ifeval
 
     ids = _str_list(row, "instruction_id_list", where)
@@ -281,7 +281,7 @@ def _train(rows: list[tuple[int, dict]], name: str, kind: str, cfg: PaperImportC
     for rownum, row in rows:
         where = f"{name} row {rownum}"
         prompt = _str(row, "prompt", where)
-        reqs, cons = _train_requirements(row, where)
+        reqs, cons = train_requirements(row, where)
         rid = f"{prefix}-{rownum:05d}"
         if kind == "grpo":
             query = _cut_query(prompt, cons) or prompt.strip()
