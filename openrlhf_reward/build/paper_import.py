@@ -195,12 +195,17 @@ def _writing_subset(rows: list[tuple[int, dict]], name: str, cfg: PaperImportCon
         groups.append((i, levels))
 
     texts = [c.strip() for _, levels in groups for c in levels[-1][4]]
+    embedder = None
+    if not (cfg.requirement_type and cfg.category):
+        from openrlhf_reward.build.categories import load_embedder
+
+        embedder = load_embedder(cfg.embedder)  # one model for both types and categories
     if cfg.requirement_type:
         types, type_source = [cfg.requirement_type] * len(texts), "given"
     else:
         from openrlhf_reward.build.requirement_types import TypeClassifier
 
-        types = TypeClassifier(embedder=cfg.embedder, prototypes=cfg.type_prototypes).classify(texts)
+        types = TypeClassifier(embedder, prototypes=cfg.type_prototypes).classify(texts)
         type_source = "embedding"
 
     queries = []
@@ -215,7 +220,7 @@ def _writing_subset(rows: list[tuple[int, dict]], name: str, cfg: PaperImportCon
         from openrlhf_reward.build.categories import CategoryAssigner
 
         # threshold -1: every group gets its nearest category (the release has no dropped seeds)
-        cats = CategoryAssigner(embedder=cfg.embedder, threshold=-1.0).assign(queries)
+        cats = CategoryAssigner(embedder, threshold=-1.0).assign(queries)
 
     out = []
     for (i, levels), query, (cat, sim) in zip(groups, queries, cats):
