@@ -13,6 +13,46 @@ import sys
 
 from weval_tasks import TASKS_DIR
 
+# Set while `weval` runs: load_weval then gives an absent category a one-row stand-in split
+# marked with ABSENT_COLUMN, and _skip_absent_categories drops that task before lm-eval builds
+# requests. (lm-eval 0.4.13 cannot run an empty split: ConfigurableTask.__init__ reads
+# task_docs[0], and build_all_requests raises "did not find any docs!".)
+SKIP_ABSENT_ENV = "WEVAL_SKIP_ABSENT_CATEGORIES"
+ABSENT_COLUMN = "weval_absent_category"
+
+
+def _skip_absent_categories(loaded: dict) -> dict:
+    """Drop WEval category tasks without documents from ``TaskManager.load``'s result.
+
+    Their groups (``weval_all``, ``wevaljudge_all``) then aggregate over the categories
+    present; each skipped task is reported on stderr. All absent is an error.
+    """
+    from openrlhf_reward.schema import DataError
+
+    tasks, groups = loaded.get("tasks", {}), loaded.get("groups", {})
+    absent = [
+        name
+        for name, task in tasks.items()
+        if name.split("-", 1)[0] in ("weval", "wevaljudge")
+        and "category" in (getattr(task.config, "dataset_kwargs", None) or {})
+        and task.has_test_docs()
+        and ABSENT_COLUMN in task.test_docs().column_names
+    ]
+    if not absent:
+        return loaded
+    if len(absent) == len(tasks):
+        raise DataError(f"no documents for any selected task ({', '.join(absent)}): the data has none of their categories")
+    for name in absent:
+        del tasks[name]
+        for group in groups.values():
+            group.pop(name)
+        print(f"weval: category {name.split('-', 1)[1]!r} is absent from the data: {name} skipped", file=sys.stderr)
+    for gname in [g for g, group in groups.items() if len(group) == 0]:
+        del groups[gname]
+    if "group_map" in loaded:
+        loaded["group_map"] = {g.name: g.child_names for g in groups.values()}
+    return loaded
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -30,7 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     import weval_tasks.models  # noqa: F401  (registers rules / rm / remote-rm)
     from openrlhf_reward.schema import DataError
 
+    import os
+
+    from lm_eval.tasks import TaskManager
+
     setup_logging()
+    os.environ[SKIP_ABSENT_ENV] = "1"
+    if not getattr(TaskManager.load, "_weval_skips_absent", False):
+        real_load = TaskManager.load
+
+        def load(self, task_list):  # noqa: ANN001 - lm-eval's own signature
+            return _skip_absent_categories(real_load(self, task_list))
+
+        load._weval_skips_absent = True
+        TaskManager.load = load
     parser = HarnessCLI()
     sys.argv = ["weval", *argv]  # HarnessCLI reads sys.argv (it inserts the `run` subcommand)
     args = parser.parse_args()
