@@ -188,7 +188,6 @@ def test_grpo_rows_load_with_openrlhf_prompt_dataset_and_labels_arrive_untouched
 
 def test_weval_documents_are_listed_instructions_too(tmp_path):
     from openrlhf_reward.build.paper_import import PaperImportConfig, import_paper
-
     from openrlhf_reward.schema import WEvalDocument
 
     rows = import_paper(Path(__file__).parent / "data" / "paper" / "writing_subset.parquet",

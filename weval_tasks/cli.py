@@ -64,15 +64,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return report_main(argv[1:])
 
+    import os
+
     from lm_eval._cli import HarnessCLI
+    from lm_eval.tasks import TaskManager
     from lm_eval.utils import setup_logging
 
     import weval_tasks.models  # noqa: F401  (registers rules / rm / remote-rm)
     from openrlhf_reward.schema import DataError
-
-    import os
-
-    from lm_eval.tasks import TaskManager
 
     setup_logging()
     os.environ[SKIP_ABSENT_ENV] = "1"
