@@ -331,3 +331,18 @@ def test_full_writing_subset(tmp_path):
     _check_weval(docs, FULL / "writing_subset.parquet")
     longest = max(len(c["response"]) for d in docs for c in d["candidates"])
     assert longest > 1_000_000  # the 2 MB answer of base prompt 7 comes through as it is
+
+
+def test_type_classifier_benchmark_on_fixture():
+    from benchmarks.paper_types import evaluate, format_report
+
+    from openrlhf_reward.ifeval import requirement_type
+
+    raw = [r for _, r in read_rows(FIX / "train.parquet")]
+    res = evaluate(str(FIX / "train.parquet"))
+    assert res["n"] == 5 * len(raw) == sum(res["confusion"].values())
+    truth = [requirement_type(i) for r in raw for i in r["instruction_id_list"]]
+    for t in set(truth):  # the rows of the confusion matrix are the id-given types
+        assert sum(v for (a, _), v in res["confusion"].items() if a == t) == truth.count(t)
+    assert 0.0 <= res["accuracy"] <= 1.0
+    assert "per id" in format_report(res, by_id=True)
