@@ -335,7 +335,6 @@ def test_full_writing_subset(tmp_path):
 
 def test_type_classifier_benchmark_on_fixture():
     from benchmarks.paper_types import evaluate, format_report
-
     from openrlhf_reward.ifeval import requirement_type
 
     raw = [r for _, r in read_rows(FIX / "train.parquet")]
@@ -346,3 +345,35 @@ def test_type_classifier_benchmark_on_fixture():
         assert sum(v for (a, _), v in res["confusion"].items() if a == t) == truth.count(t)
     assert 0.0 <= res["accuracy"] <= 1.0
     assert "per id" in format_report(res, by_id=True)
+
+
+@pytest.mark.openrlhf
+def test_imported_pairs_load_with_openrlhf_reward_dataset(tmp_path, tiny_lm_dir):
+    from build_helpers import OpenRLHFStrategy
+    from test_build_pairs import openrlhf_train_rm_args
+
+    out = tmp_path / "pairs.jsonl"
+    assert run_cli("import-paper", "--input", str(FIX / "train.parquet"), "--output", str(out)).returncode == 0
+    records = _jsonl(out)
+    args = openrlhf_train_rm_args([
+        "--model.model_name_or_path", str(tiny_lm_dir), "--data.dataset", str(out),
+        "--data.prompt_key", "prompt", "--data.chosen_key", "chosen", "--data.rejected_key", "rejected",
+        "--data.apply_chat_template", "--data.max_len", "16384",
+    ])
+    from openrlhf.datasets import RewardDataset
+    from openrlhf.datasets.utils import blending_datasets
+    from transformers import AutoTokenizer
+
+    strategy = OpenRLHFStrategy(args)
+    data = blending_datasets(args.data.dataset, args.data.dataset_probs, strategy, args.train.seed,
+                             max_count=args.data.max_samples, dataset_split=args.data.dataset_split)
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    ds = RewardDataset(data, tok, args.data.max_len, strategy, input_template=args.data.input_template, num_processors=1)
+    assert len(ds) == len(records)
+    assert list(ds.extras) == [0] * len(records)  # no margin in the release: OpenRLHF uses 0
+    chosen_ids, _, reject_ids, _, _ = ds[0]
+    expect_prompt = tok.apply_chat_template(records[0]["prompt"], tokenize=False, add_generation_prompt=True)
+    chosen, rejected = tok.decode(chosen_ids[0]), tok.decode(reject_ids[0])
+    assert chosen.startswith(expect_prompt)
+    assert records[0]["chosen"][0]["content"][:100] in chosen
+    assert records[0]["rejected"][0]["content"][:100] in rejected
