@@ -163,11 +163,9 @@ def _str_list(row: Mapping[str, Any], key: str, where: str) -> list[str]:
 
 
 def _cut_query(prompt: str, constraints: Sequence[str]) -> str | None:
-    """The base query: the prompt up to its first constraint text (None if it is not there)."""
-    at = prompt.find(constraints[0].strip())
-    if at <= 0:
-        return None
-    return prompt[:at].strip() or None
+    """The base query: the prompt up to the earliest of its constraint texts (None if none is there)."""
+    found = [at for c in constraints if (at := prompt.find(c.strip())) > 0]
+    return (prompt[: min(found)].strip() or None) if found else None
 
 
 def _writing_subset(rows: list[tuple[int, dict]], name: str, cfg: PaperImportConfig, prefix: str) -> list[dict]:
