@@ -44,8 +44,8 @@ from openrlhf_reward.schema import DataError, Requirement
 
 __all__ = [
     "IFEVAL_INSTRUCTION_ARGS",
-    "PAPER_SOFT_ID_TYPES",
     "PUNKT_INSTRUCTION_IDS",
+    "PAPER_SOFT_ID_TYPES",
     "clean_kwargs",
     "ifeval_description",
     "punkt_tab_dir",
@@ -105,10 +105,6 @@ _GROUP_TYPE: dict[str, str] = {
     "startend": "format",
 }
 
-_RELATIONS = ("less than", "at least")
-_RELATION_ARGS = ("relation", "let_relation", "capital_relation")
-
-
 # The paper's own "soft" instruction ids (train.parquet of Rainier-rq1/From_Coarse_to_Fine):
 # no checker exists, so they become text-only requirements (check None) of this type.
 PAPER_SOFT_ID_TYPES: dict[str, str] = {
@@ -119,6 +115,9 @@ PAPER_SOFT_ID_TYPES: dict[str, str] = {
     "situation:story_generation": "content",  # characters, dilemmas, scenarios
     "situation:suggestion": "content",  # context, urgency, conditions
 }
+
+_RELATIONS = ("less than", "at least")
+_RELATION_ARGS = ("relation", "let_relation", "capital_relation")
 
 
 def requirement_type(instruction_id: str) -> str:
