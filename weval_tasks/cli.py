@@ -30,25 +30,28 @@ def _skip_absent_categories(loaded: dict) -> dict:
     from openrlhf_reward.schema import DataError
 
     tasks, groups = loaded.get("tasks", {}), loaded.get("groups", {})
-    absent = [
-        name
-        for name, task in tasks.items()
-        if name.split("-", 1)[0] in ("weval", "wevaljudge")
-        and "category" in (getattr(task.config, "dataset_kwargs", None) or {})
-        and task.has_test_docs()
-        and ABSENT_COLUMN in task.test_docs().column_names
-    ]
+    # Any task fed by load_weval (every WEval family) whose split is the marked stand-in.
+    absent: dict[str, str] = {}
+    for name, task in tasks.items():
+        docs = task.test_docs() if getattr(task, "has_test_docs", lambda: False)() else None
+        if docs is not None and ABSENT_COLUMN in (getattr(docs, "column_names", None) or ()):
+            absent[name] = docs[0][ABSENT_COLUMN]
     if not absent:
         return loaded
     if len(absent) == len(tasks):
-        raise DataError(f"no documents for any selected task ({', '.join(absent)}): the data has none of their categories")
-    for name in absent:
+        raise DataError(
+            f"no documents for any selected task ({', '.join(absent)}): the data has none of their categories"
+        )
+    for name, category in absent.items():
         del tasks[name]
         for group in groups.values():
             group.pop(name)
-        print(f"weval: category {name.split('-', 1)[1]!r} is absent from the data: {name} skipped", file=sys.stderr)
-    for gname in [g for g, group in groups.items() if len(group) == 0]:
-        del groups[gname]
+        print(f"weval: category {category!r} is absent from the data: {name} skipped", file=sys.stderr)
+    while empty := [g for g, group in groups.items() if len(group) == 0]:  # nested groups too
+        for gname in empty:
+            del groups[gname]
+            for group in groups.values():
+                group.pop(gname)
     if "group_map" in loaded:
         loaded["group_map"] = {g.name: g.child_names for g in groups.values()}
     return loaded
