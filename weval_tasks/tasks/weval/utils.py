@@ -14,7 +14,7 @@ from typing import Any
 
 from openrlhf_reward.schema import CATEGORIES, REQUIREMENT_TYPES, DataError, load_weval_jsonl
 from weval_tasks import DEMO_DATA
-from weval_tasks.cli import ABSENT_COLUMN, SKIP_ABSENT_ENV
+from weval_tasks.absent import ABSENT_COLUMN, SKIP_ABSENT_ENV
 from weval_tasks.docs import document_from_row, document_to_row
 from weval_tasks.metrics import document_metrics, requirement_type_pairs
 
