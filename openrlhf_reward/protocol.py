@@ -307,8 +307,9 @@ def parse_label(label: Any, where: str) -> LabelInfo:
                 "IFEval support (openrlhf_reward.ifeval is missing)",
                 field=f"{where}.instruction_id_list",
             )
+        texts = label.get("constraint") or None  # the paper's RL labels: the requirement texts
         try:
-            reqs = convert(ids, kwargs)
+            reqs = convert(ids, kwargs, texts) if texts is not None else convert(ids, kwargs)
         except (ValueError, KeyError, TypeError, RecursionError) as e:  # DataError/CheckSpecError are ValueErrors
             raise RequestError(f"{where}: {str(e)[:500]}", field=f"{where}.kwargs" if "kwarg" in str(e) else f"{where}.instruction_id_list") from None
         return LabelInfo(tuple(reqs), instruction, query)

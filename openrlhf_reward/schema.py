@@ -35,6 +35,9 @@ class Requirement:
     type: str
     text: str
     check: dict[str, Any] | None = None
+    # How ``type`` was obtained ("ifeval-id", "paper-soft-id", "embedding", "given", ...);
+    # optional, and left out of to_dict() when unset so older files stay byte-identical.
+    type_source: str | None = None
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "requirement") -> Requirement:
@@ -56,10 +59,18 @@ class Requirement:
                 raise DataError(f"{where}: requirement {d['id']!r}: {e}") from None
             except (TypeError, ValueError) as e:  # a value of the wrong shape, e.g. a list as 'kind'
                 raise DataError(f"{where}: requirement {d['id']!r}: invalid check ({type(e).__name__}: {e})") from None
-        return cls(id=d["id"], type=d["type"], text=d["text"], check=dict(check) if check else None)
+        type_source = d.get("type_source")
+        if type_source is not None and not isinstance(type_source, str):
+            raise DataError(f"{where}: requirement {d['id']!r}: 'type_source' must be a string")
+        return cls(
+            id=d["id"], type=d["type"], text=d["text"], check=dict(check) if check else None, type_source=type_source
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["type_source"] is None:
+            del d["type_source"]
+        return d
 
 
 def parse_requirements(items: Any, where: str) -> list[Requirement]:

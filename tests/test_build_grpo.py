@@ -188,11 +188,13 @@ def test_grpo_rows_load_with_openrlhf_prompt_dataset_and_labels_arrive_untouched
 
 def test_weval_documents_are_listed_instructions_too(tmp_path):
     from openrlhf_reward.build.paper_import import PaperImportConfig, import_paper
+    from openrlhf_reward.schema import WEvalDocument
 
-    docs = import_paper(Path(__file__).parent / "data" / "paper_eval_sample.jsonl",
-                        PaperImportConfig(category="creative_writing")).documents
+    rows = import_paper(Path(__file__).parent / "data" / "paper" / "writing_subset.parquet",
+                        PaperImportConfig(category="creative_writing", requirement_type="content")).rows
+    docs = [WEvalDocument.from_dict(r) for r in rows]
     weval = tmp_path / "weval.jsonl"
-    weval.write_text("".join(json.dumps(d.to_dict()) + "\n" for d in docs), encoding="utf-8")
+    weval.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "grpo.jsonl"
     p = run_cli("build-grpo", "--input", str(weval), "--output", str(out), "--no-progress")
     assert p.returncode == 0, p.stderr

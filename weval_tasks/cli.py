@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     from openrlhf_reward.schema import DataError
 
     setup_logging()
+    from weval_tasks.absent import install as skip_absent_categories
+
+    skip_absent_categories()  # categories the data lacks are skipped, not an error
     parser = HarnessCLI()
     sys.argv = ["weval", *argv]  # HarnessCLI reads sys.argv (it inserts the `run` subcommand)
     args = parser.parse_args()
