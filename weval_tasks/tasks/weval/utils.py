@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf_reward.schema import CATEGORIES, REQUIREMENT_TYPES, DataError, load_weval_jsonl
+from openrlhf_reward.scorers.judge import DEFAULT_MAX_RESPONSE_CHARS, truncate_middle
 from weval_tasks import DEMO_DATA
 from weval_tasks.absent import ABSENT_COLUMN, SKIP_ABSENT_ENV
 from weval_tasks.docs import document_from_row, document_to_row
@@ -42,23 +43,9 @@ def _data_files(data_files: Any) -> list[str]:
     return [str(f) for f in files]
 
 
-# Judge prompts show at most this many characters of a response (head and tail, a marker in
-# between): about 4,000 tokens, so a 2 MB answer is scored instead of exhausting memory.
-# Same option name, default and cut as the `judge` backend. --metadata '{"max_response_chars": N}',
+# Judge prompts show at most max_response_chars of a response (head and tail, a marker in
+# between), the `judge` backend's option, default and cut; --metadata '{"max_response_chars": N}',
 # 0 = never cut.
-DEFAULT_MAX_RESPONSE_CHARS = 16000
-TRUNCATION_MARKER = "\n\n[... {n} characters omitted ...]\n\n"
-
-
-def truncate_middle(text: str, max_chars: int) -> tuple[str, int]:
-    """``text`` cut to about ``max_chars`` characters (head and tail kept, a marker between)
-    and the number of characters removed (0 when it fits or ``max_chars`` is 0)."""
-    if max_chars <= 0 or len(text) <= max_chars:
-        return text, 0
-    head = max_chars - max_chars // 4  # the start carries most of the content; the end its ending
-    tail = max_chars - head
-    removed = len(text) - head - tail
-    return text[:head] + TRUNCATION_MARKER.format(n=removed) + (text[-tail:] if tail else ""), removed
 
 
 def load_weval(
@@ -71,7 +58,7 @@ def load_weval(
     """``custom_dataset`` for the weval tasks: validated documents of one category.
 
     ``data_files`` and ``max_response_chars`` come from ``--metadata`` (default: the
-    embedded demo set, 16000); ``category`` and ``family`` (``weval`` / ``wevaljudge``) from the
+    embedded demo set, 16000); ``category`` and ``family`` (``weval`` / ``wevaljudge`` / ``wevaladv`` / ``wevaladvjudge``) from the
     task's ``dataset_kwargs``. A category absent from the data is an empty split under the
     ``weval`` CLI (which then skips that task and reports it) and an error naming the tasks
     to select otherwise.
@@ -213,6 +200,8 @@ def adv_judge_contexts(row: dict) -> list[str]:
 
     doc = document_from_row(row)
     responses = [c.response for c in doc.candidates] + list(build_attacks(doc).values())
+    budget = row.get("max_response_chars", DEFAULT_MAX_RESPONSE_CHARS)
+    responses = [truncate_middle(response, budget)[0] for response in responses]
     return [
         JUDGE_TEMPLATE.format(instruction=doc.prompt, response=response, requirement=r.text)
         for response in responses
