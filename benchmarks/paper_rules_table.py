@@ -27,7 +27,7 @@ def _outcome(c: float | None, r: float | None) -> str:
 
 
 def evaluate(path: str) -> dict:
-    from openrlhf_reward.build.paper_import import read_rows, train_requirements
+    from openrlhf_reward.builders.paper_import import read_rows, train_requirements
     from openrlhf_reward.scorers import get_scorer
     from openrlhf_reward.scorers.base import ScoreRequest
 

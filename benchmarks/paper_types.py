@@ -19,8 +19,8 @@ from openrlhf_reward.schema import REQUIREMENT_TYPES
 
 
 def evaluate(path: str, k: int = 3, prototypes: str | None = None) -> dict:
-    from openrlhf_reward.build.paper_import import read_rows
-    from openrlhf_reward.build.requirement_types import TypeClassifier
+    from openrlhf_reward.builders.paper_import import read_rows
+    from openrlhf_reward.builders.requirement_types import TypeClassifier
     from openrlhf_reward.ifeval import requirement_type
 
     texts, truth, ids = [], [], []

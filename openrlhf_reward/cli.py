@@ -22,12 +22,12 @@ from pathlib import Path
 
 # subcommand -> module; add new commands here.
 COMMANDS: dict[str, str] = {
-    "build-weval": "openrlhf_reward.build.cli_weval",
-    "build-pairs": "openrlhf_reward.build.pairs",
-    "build-grpo": "openrlhf_reward.build.grpo",
-    "build-cerm": "openrlhf_reward.build.cerm",
-    "import-ifeval": "openrlhf_reward.build.ifeval_import",
-    "import-paper": "openrlhf_reward.build.paper_import",
+    "build-weval": "openrlhf_reward.builders.cli_weval",
+    "build-pairs": "openrlhf_reward.builders.pairs",
+    "build-grpo": "openrlhf_reward.builders.grpo",
+    "build-cerm": "openrlhf_reward.builders.cerm",
+    "import-ifeval": "openrlhf_reward.builders.ifeval_import",
+    "import-paper": "openrlhf_reward.builders.paper_import",
     "serve": "openrlhf_reward.server.serve_cmd",
     "reward-func-path": "openrlhf_reward.server.reward_func_path_cmd",
 }

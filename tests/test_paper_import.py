@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from build_helpers import run_cli
 
-from openrlhf_reward.build.paper_import import (
+from openrlhf_reward.builders.paper_import import (
     PaperImportConfig,
     detect_layout,
     import_paper,
@@ -134,7 +134,7 @@ def test_writing_subset_minilm_category_and_embedding_types(tmp_path):
         assert d["source"]["category_from"] == "minilm" and -1 <= d["source"]["category_similarity"] <= 1
         assert {r["type_source"] for r in d["requirements"]} == {"embedding"}
     # the classifier's verdicts, recorded per requirement, are the classifier's own answer
-    from openrlhf_reward.build.requirement_types import TypeClassifier
+    from openrlhf_reward.builders.requirement_types import TypeClassifier
 
     texts = [r["text"] for d in docs for r in d["requirements"]]
     assert [r["type"] for d in docs for r in d["requirements"]] == TypeClassifier().classify(texts)
@@ -161,7 +161,7 @@ def test_train_to_pairs_keeps_order_and_skips_identical(tmp_path):
 
 
 def test_train_to_grpo_labels_carry_all_five_requirements(tmp_path):
-    from openrlhf_reward.build.grpo import validate_grpo_row
+    from openrlhf_reward.builders.grpo import validate_grpo_row
     from openrlhf_reward.ifeval import IFEVAL_INSTRUCTION_ARGS
 
     out = tmp_path / "g.jsonl"
@@ -260,7 +260,7 @@ def test_chat_pairs_to_rm_pairs(tmp_path):
 
 
 def test_val_set_to_grpo(tmp_path):
-    from openrlhf_reward.build.grpo import validate_grpo_row
+    from openrlhf_reward.builders.grpo import validate_grpo_row
 
     out = tmp_path / "g.jsonl"
     p = run_cli("import-paper", "--input", str(FIX / "val_set.jsonl"), "--output", str(out))

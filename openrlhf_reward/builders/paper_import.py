@@ -195,13 +195,13 @@ def _writing_subset(rows: list[tuple[int, dict]], name: str, cfg: PaperImportCon
     texts = [c.strip() for _, levels in groups for c in levels[-1][4]]
     embedder = None
     if not (cfg.requirement_type and cfg.category):
-        from openrlhf_reward.build.categories import load_embedder
+        from openrlhf_reward.builders.categories import load_embedder
 
         embedder = load_embedder(cfg.embedder)  # one model for both types and categories
     if cfg.requirement_type:
         types, type_source = [cfg.requirement_type] * len(texts), "given"
     else:
-        from openrlhf_reward.build.requirement_types import TypeClassifier
+        from openrlhf_reward.builders.requirement_types import TypeClassifier
 
         types = TypeClassifier(embedder, prototypes=cfg.type_prototypes).classify(texts)
         type_source = "embedding"
@@ -215,7 +215,7 @@ def _writing_subset(rows: list[tuple[int, dict]], name: str, cfg: PaperImportCon
     if cfg.category:
         cats = [(cfg.category, None)] * len(groups)
     else:
-        from openrlhf_reward.build.categories import CategoryAssigner
+        from openrlhf_reward.builders.categories import CategoryAssigner
 
         # threshold -1: every group gets its nearest category (the release has no dropped seeds)
         cats = CategoryAssigner(embedder, threshold=-1.0).assign(queries)
@@ -277,8 +277,8 @@ def train_requirements(row: Mapping[str, Any], where: str) -> tuple[list[Require
 
 
 def _train(rows: list[tuple[int, dict]], name: str, kind: str, cfg: PaperImportConfig, prefix: str, skipped: Counter) -> list[dict]:
-    from openrlhf_reward.build.grpo import grpo_row, validate_grpo_row
-    from openrlhf_reward.build.instructions import Instruction
+    from openrlhf_reward.builders.grpo import grpo_row, validate_grpo_row
+    from openrlhf_reward.builders.instructions import Instruction
 
     out = []
     for rownum, row in rows:
@@ -337,8 +337,8 @@ def _chat_pairs(rows: list[tuple[int, dict]], name: str, prefix: str, skipped: C
 
 
 def _ifeval(rows: list[tuple[int, dict]], name: str, cfg: PaperImportConfig) -> list[dict]:
-    from openrlhf_reward.build.grpo import grpo_row, validate_grpo_row
-    from openrlhf_reward.build.ifeval_import import ifeval_instruction
+    from openrlhf_reward.builders.grpo import grpo_row, validate_grpo_row
+    from openrlhf_reward.builders.ifeval_import import ifeval_instruction
 
     out = []
     for rownum, row in rows:
@@ -400,8 +400,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.build.cli_args import print_summary
-    from openrlhf_reward.build.store import write_jsonl_atomic
+    from openrlhf_reward.builders.cli_args import print_summary
+    from openrlhf_reward.builders.store import write_jsonl_atomic
 
     cfg = PaperImportConfig(
         kind=args.kind, category=args.category, requirement_type=args.requirement_type,

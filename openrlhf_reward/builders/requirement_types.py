@@ -84,7 +84,7 @@ class TypeClassifier:
 
     def __init__(self, model: Any = None, **kwargs: Any) -> None:
         """``kwargs`` are :class:`TypeClassifierConfig` fields; ``model`` is a ready embedder."""
-        from openrlhf_reward.build.categories import load_embedder
+        from openrlhf_reward.builders.categories import load_embedder
 
         names = set(TypeClassifierConfig.__dataclass_fields__)
         if unknown := sorted(set(kwargs) - names):
