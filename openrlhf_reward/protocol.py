@@ -244,7 +244,7 @@ class LabelInfo:
 
 
 def parse_label(label: Any, where: str) -> LabelInfo:
-    """Read one ``labels[i]``: a GRPO row label (DESIGN.md), an IFEval label, or nothing.
+    """Read one ``labels[i]``: a GRPO row label (docs/data.md), an IFEval label, or nothing.
 
     Accepted: ``{"requirements": [...], "instruction"?: str, "query"?: str}``;
     ``{"instruction_id_list": [...], "kwargs": [...]}`` (IFEval); a bare list of
