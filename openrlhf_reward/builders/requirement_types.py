@@ -21,14 +21,13 @@ constraints ``length`` (because of the word "words").
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from openrlhf_reward.schema import REQUIREMENT_TYPES, DataError
+from openrlhf_reward.config import build_config
+from openrlhf_reward.schema import REQUIREMENT_TYPES
 
 __all__ = ["TypeClassifier", "TypeClassifierConfig", "load_type_prototypes"]
 
@@ -49,30 +48,9 @@ class TypeClassifierConfig:
 
 def load_type_prototypes(path: str | Path | None = None) -> dict[str, list[str]]:
     """Prototype requirement texts per type; every type needs at least one, keys must be types."""
-    if path is None:
-        text = resources.files("openrlhf_reward").joinpath("data/requirement_type_prototypes.json").read_text("utf-8")
-        where = "shipped requirement_type_prototypes.json"
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise DataError(f"type prototype file not found: {p}")
-        text, where = p.read_text("utf-8"), str(p)
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{where}: invalid JSON ({e.msg})") from None
-    if not isinstance(raw, Mapping):
-        raise DataError(f"{where}: expected an object {{type: [texts]}}")
-    protos = {k: v for k, v in raw.items() if not k.startswith("_")}
-    if unknown := sorted(set(protos) - set(REQUIREMENT_TYPES)):
-        raise DataError(f"{where}: unknown requirement types {unknown} (expected {', '.join(REQUIREMENT_TYPES)})")
-    out: dict[str, list[str]] = {}
-    for t in REQUIREMENT_TYPES:
-        items = protos.get(t)
-        if not isinstance(items, list) or not items or not all(isinstance(s, str) and s.strip() for s in items):
-            raise DataError(f"{where}: type {t!r} needs a non-empty list of prototype texts")
-        out[t] = items
-    return out
+    from openrlhf_reward.builders.categories import load_labelled_texts
+
+    return load_labelled_texts(path, "requirement_type_prototypes.json", REQUIREMENT_TYPES, "requirement type")
 
 
 class TypeClassifier:
@@ -86,10 +64,7 @@ class TypeClassifier:
         """``kwargs`` are :class:`TypeClassifierConfig` fields; ``model`` is a ready embedder."""
         from openrlhf_reward.builders.categories import load_embedder
 
-        names = set(TypeClassifierConfig.__dataclass_fields__)
-        if unknown := sorted(set(kwargs) - names):
-            raise TypeError(f"TypeClassifier: unknown option(s) {unknown}; valid: {', '.join(sorted(names))}")
-        self.config = TypeClassifierConfig(**kwargs)
+        self.config: TypeClassifierConfig = build_config(TypeClassifierConfig, kwargs, "TypeClassifier", kind="type classifier")
         if self.config.k < 1:
             raise ValueError(f"k must be at least 1, got {self.config.k}")
         self.model = model if model is not None else load_embedder(self.config.embedder, self.config.device)
