@@ -10,8 +10,10 @@ categories present. Stock ``lm_eval`` gets an error naming the tasks to select i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 SKIP_ABSENT_ENV = "WEVAL_SKIP_ABSENT_CATEGORIES"
 ABSENT_COLUMN = "weval_absent_category"
@@ -53,17 +55,25 @@ def skip_absent_categories(loaded: dict) -> dict:
     return loaded
 
 
-def install() -> None:
-    """Turn the skipping on for this process (called by the `weval` CLI before lm-eval runs)."""
+@contextlib.contextmanager
+def skipping_absent_categories() -> Iterator[None]:
+    """Turn the skipping on while `weval` runs lm-eval; restored on exit, so a process that
+    calls `weval` in-process (tests, notebooks) keeps stock lm-eval behaviour afterwards."""
     from lm_eval.tasks import TaskManager
 
-    os.environ[SKIP_ABSENT_ENV] = "1"
-    if getattr(TaskManager.load, "_weval_skips_absent", False):
-        return
+    old_env = os.environ.get(SKIP_ABSENT_ENV)
     real_load = TaskManager.load
 
     def load(self, task_list):  # noqa: ANN001 - lm-eval's own signature
         return skip_absent_categories(real_load(self, task_list))
 
-    load._weval_skips_absent = True
+    os.environ[SKIP_ABSENT_ENV] = "1"
     TaskManager.load = load  # subclasses (weval's task-index shortcut) inherit it
+    try:
+        yield
+    finally:
+        TaskManager.load = real_load
+        if old_env is None:
+            os.environ.pop(SKIP_ABSENT_ENV, None)
+        else:
+            os.environ[SKIP_ABSENT_ENV] = old_env
