@@ -55,15 +55,7 @@ class _Service:
         s = cfg.server
         self.options: ProtocolOptions = s.protocol_options(cfg.backend, self.scorer)
         self.timeout = s.request_timeout_s
-        self.batcher: DynamicBatcher = DynamicBatcher(
-            self.scorer.score,
-            max_batch_size=s.max_batch_size,
-            max_wait_ms=s.effective_max_wait_ms(cfg.backend),
-            length_fn=lambda r: len(r.prompt) + len(r.response),
-            length_aware=s.length_aware,
-            isolate_failures=s.isolate_failures,
-            name="reward-func-batcher",
-        )
+        self.batcher: DynamicBatcher = s.make_batcher(self.scorer, cfg.backend, name="reward-func-batcher")
 
     def close(self) -> None:
         self.batcher.close()

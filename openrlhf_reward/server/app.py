@@ -43,7 +43,7 @@ from openrlhf_reward.protocol import (
     build_response,
     parse_reward_request,
 )
-from openrlhf_reward.scorers.base import Scorer, ScoreRequest
+from openrlhf_reward.scorers.base import Scorer
 from openrlhf_reward.server.batcher import BatcherClosed, DynamicBatcher, is_backend_unavailable
 from openrlhf_reward.server.breaker import CircuitBreaker, CircuitOpenError
 from openrlhf_reward.server.config import ServerConfig
@@ -239,11 +239,6 @@ def _parse_body(raw: bytes, options: ProtocolOptions) -> tuple[ParsedRequest, An
     return parse_reward_request(data, options), data
 
 
-def _request_length(req: ScoreRequest) -> int:
-    # Characters are a good enough proxy for tokens to group similar lengths.
-    return len(req.prompt) + len(req.response)
-
-
 def _preload_ifeval() -> None:
     """Import lm-eval's IFEval checkers now, so the first IFEval request does not pay for it."""
     try:
@@ -273,15 +268,8 @@ def create_app(
     metrics = ServerMetrics(backend_name, config.metrics_window)
     options = config.protocol_options(backend_name, scorer)
     breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
-    batcher: DynamicBatcher = DynamicBatcher(
-        scorer.score,
-        max_batch_size=config.max_batch_size,
-        max_wait_ms=config.effective_max_wait_ms(backend_name),
-        length_fn=_request_length,
-        length_aware=config.length_aware,
-        isolate_failures=config.isolate_failures,
-        on_batch=metrics.record_batch,
-        breaker=breaker,
+    batcher: DynamicBatcher = config.make_batcher(
+        scorer, backend_name, on_batch=metrics.record_batch, breaker=breaker
     )
     # Request parsing and response building: CPU work kept off the event loop.
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="reward-parse")

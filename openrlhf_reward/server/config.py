@@ -128,6 +128,22 @@ class ServerConfig:
             raise ConfigError(f"${API_KEY_ENV} is set but empty: give a non-empty key, or unset it to run without auth")
         return env or None
 
+    def make_batcher(self, scorer: Any, backend: str, **extra: Any) -> Any:
+        """The dynamic batcher in front of ``scorer.score``, configured from these settings (one
+        wiring for the HTTP server and the ``reward_func`` file); ``extra`` adds hooks."""
+        from openrlhf_reward.server.batcher import DynamicBatcher
+
+        return DynamicBatcher(
+            scorer.score,
+            max_batch_size=self.max_batch_size,
+            max_wait_ms=self.effective_max_wait_ms(backend),
+            # Characters are a good enough proxy for tokens to group similar lengths.
+            length_fn=lambda r: len(r.prompt) + len(r.response),
+            length_aware=self.length_aware,
+            isolate_failures=self.isolate_failures,
+            **extra,
+        )
+
     def protocol_options(self, backend: str, scorer: Any = None) -> ProtocolOptions:
         need = self.require_requirements
         if need is None:  # the backend declares it (Scorer.needs_requirements; None = the default, yes)
