@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "import-paper": "openrlhf_reward.build.paper_import",
     "serve": "openrlhf_reward.server.serve_cmd",
     "reward-func-path": "openrlhf_reward.server.reward_func_path_cmd",
+    "demo-model": "openrlhf_reward.demo_model",
 }
 
 
