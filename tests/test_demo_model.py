@@ -48,3 +48,44 @@ def test_demo_model_folder_answers_and_is_reused(demo_model_dir, capsys):
     assert cli.main(["demo-model", str(demo_model_dir)]) == 0  # complete folder: kept as is
     assert (demo_model_dir / "model.safetensors").stat().st_mtime_ns == before
     assert str(demo_model_dir) in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_judge_tasks_with_stock_lm_eval_hf_and_the_demo_model(tmp_path, demo_model_dir):
+    """Item: the wevaljudge_* tasks through stock `lm_eval --model hf` with the real model, on
+    two demo documents; one candidate x requirement score is recomputed with transformers."""
+    import math
+
+    from test_lm_eval_e2e import _cli, _yes_loglikelihood, read_outputs, run_cli
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from openrlhf_reward.schema import load_weval_jsonl
+    from weval_tasks import DEMO_DATA, TASKS_DIR
+
+    out = tmp_path / "out"
+    tasks = ["wevaljudge-creative_writing", "wevaljudge-academic_writing"]
+    proc = run_cli(
+        [*_cli("lm_eval", "lm_eval"), "--model", "hf",
+         "--model_args", f"pretrained={demo_model_dir},dtype=float32",
+         "--include_path", TASKS_DIR, "--tasks", ",".join(tasks), "--limit", "1",
+         "--batch_size", "8", "--output_path", str(out), "--log_samples"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results, samples = read_outputs(out)
+    for task in tasks:
+        metrics = results["results"][task]
+        for name in ("correlation,none", "pairwise_acc,none", "il,none"):
+            assert math.isfinite(metrics[name]) and -100 <= metrics[name] <= 100, (task, name, metrics)
+        assert len(samples[task]) == 1
+
+    rec = samples["wevaljudge-creative_writing"][0]
+    doc = {d.id: d for d in load_weval_jsonl(DEMO_DATA)}[rec["doc"]["id"]]
+    lls = [float(r[0][0]) for r in rec["resps"]]
+    assert len(lls) == len(doc.candidates) * len(doc.requirements)
+    assert all(math.isfinite(x) and x < 0 for x in lls) and len(set(lls)) > 1  # a real model discriminates
+    tok = AutoTokenizer.from_pretrained(demo_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(demo_model_dir, dtype="float32").eval()
+    k = len(lls) - 1
+    context = rec["arguments"][k][0] if isinstance(rec["arguments"], list) else rec["arguments"][f"gen_args_{k}"]["arg_0"]
+    assert lls[k] == pytest.approx(_yes_loglikelihood(model, tok, context, " Yes"), abs=1e-3)
