@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_server                  # everything (several minutes on CPU)
     python -m benchmarks.bench_server --rules-only     # the rules checks/second figure only
+    python -m benchmarks.bench_server --dtype-only     # CPU dtype=auto: probe vs real forward
 
 What it does, all in one run on this machine:
 
@@ -14,11 +15,16 @@ What it does, all in one run on this machine:
    OpenRLHF's trainer does: one sample per POST (``{"query": [..], "prompts": [..],
    "labels": [..]}``), a new aiohttp session per request as in
    ``openrlhf/utils/agent.py``, closed loop with 32 and 128 requests in flight.
-   Servers: ``openrlhf-reward serve --backend bt`` in its CPU default dtype (float32) and in
-   bfloat16 (serve_rm's dtype: its ``--ds.param_dtype`` only offers bf16/fp16), and
+   Servers: ``openrlhf-reward serve --backend bt`` with ``dtype=auto`` (on CPU a one-off probe
+   picks the faster of float32/bfloat16; the chosen dtype is read from the server's log and
+   printed), pinned to float32, and pinned to bfloat16 (serve_rm's dtype: its
+   ``--ds.param_dtype`` only offers bf16/fp16), and
    ``python -m openrlhf.cli.serve_rm`` (bf16, sdpa attention; it imports flash_attn at
    load, so the test-only stand-in in tests/stubs is put on its PYTHONPATH).
-4. Prints rewards/s, p50/p95 latency, the mean batch size our server formed (from
+4. CPU dtype: what ``dtype=auto``'s one-off probe measures and picks, against the ``bt``
+   backend's own forward in float32 and bfloat16 in this process (no server; the two dtypes
+   alternate, median of several rounds, so a busy machine slows both alike).
+5. Prints rewards/s, p50/p95 latency, the mean batch size our server formed (from
    ``/metrics``), and the ratios against serve_rm.
 
 Every server process gets the same ``OMP_NUM_THREADS`` (``--torch-threads``). The figures
@@ -36,6 +42,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -298,6 +305,47 @@ def batch_delta(before: dict | None, after: dict | None, wall: float) -> dict:
             "ms": 1000 * secs / n if n else None, "busy": secs / wall if wall else None}
 
 
+# --------------------------------------------------------------------------- CPU dtype
+
+
+def dtype_forward(model_dir: Path, samples: list[dict], threads: int, batch_size: int, rounds: int = 5) -> dict:
+    """dtype=auto's probe on CPU, and the bt backend's scoring speed in float32 / bfloat16."""
+    import torch
+
+    from openrlhf_reward.schema import Requirement
+    from openrlhf_reward.scorers import ScoreRequest, get_scorer, hf_rm
+
+    torch.set_num_threads(threads)
+    hf_rm._CPU_AUTO.clear()
+    chosen = str(hf_rm.cpu_auto_dtype()).removeprefix("torch.")
+    probe = {k: v for k, v in hf_rm._CPU_AUTO.items() if k != "dtype"}
+    reqs = [ScoreRequest(prompt=s["prompts"][0], response=s["query"][0][len(s["prompts"][0]):],
+                         requirements=tuple(Requirement.from_dict(r) for r in s["labels"][0]["requirements"]))
+            for s in samples[:64]]
+    scorers = {dt: get_scorer("bt", model=str(model_dir), device="cpu", dtype=dt, batch_size=max(1, batch_size))
+               for dt in ("float32", "bfloat16")}
+    times: dict[str, list[float]] = {dt: [] for dt in scorers}
+    for sc in scorers.values():
+        sc.score(reqs[:8])  # warm up
+    for _ in range(rounds):
+        for dt, sc in scorers.items():
+            t0 = time.perf_counter()
+            sc.score(reqs)
+            times[dt].append(time.perf_counter() - t0)
+    rps = {dt: len(reqs) / statistics.median(t) for dt, t in times.items()}
+    return {"chosen": chosen, "probe_ms": {k: 1000 * v for k, v in probe.items()}, "rewards_per_s": rps}
+
+
+def print_dtype_forward(d: dict, threads: int) -> None:
+    rps, probe = d["rewards_per_s"], d["probe_ms"]
+    faster = max(rps, key=rps.get)
+    print(f"\nCPU dtype ({threads} thread(s)): dtype=auto chose {d['chosen']} "
+          f"(probe: float32 {probe['float32_s']:.2f} ms, bfloat16 {probe['bfloat16_s']:.2f} ms per MLP block)")
+    print(f"  bt forward in process: float32 {rps['float32']:.1f} rewards/s, bfloat16 {rps['bfloat16']:.1f} "
+          f"rewards/s (bf16/fp32 {rps['bfloat16'] / rps['float32']:.2f}x); faster here: {faster}; "
+          f"the probe's choice {'agrees' if faster == d['chosen'] else 'DISAGREES'}")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -331,8 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir", help="reuse this checkpoint instead of building one")
     p.add_argument("--skip-serve-rm", action="store_true", help="do not run OpenRLHF's serve_rm")
     p.add_argument("--rules-only", action="store_true", help="only the rules checks/second figure")
-    p.add_argument("--servers", nargs="+", default=["ours-default", "ours-bf16", "serve_rm"],
-                   choices=["ours-default", "ours-bf16", "serve_rm"])
+    p.add_argument("--dtype-only", action="store_true", help="only the CPU dtype section (no servers)")
+    p.add_argument("--servers", nargs="+", default=["ours-default", "ours-fp32", "ours-bf16", "serve_rm"],
+                   choices=["ours-default", "ours-fp32", "ours-bf16", "serve_rm"],
+                   help="ours-default: dtype=auto (on CPU the probed faster of float32/bfloat16); "
+                        "ours-fp32 / ours-bf16: dtype pinned")
     args = p.parse_args(argv)
 
     load = os.getloadavg()
@@ -350,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     samples = make_samples(args.samples, model_dir)
     print(f"checkpoint: {model_dir} (hidden {args.hidden}, {args.layers} layers, train_rm layout); "
           f"{len(samples)} samples, responses 20-100 words")
+    print_dtype_forward(dtype_forward(model_dir, samples, args.torch_threads, args.forward_batch_size),
+                        args.torch_threads)
+    if args.dtype_only:
+        return 0
 
     servers = list(args.servers)
     if args.skip_serve_rm and "serve_rm" in servers:
@@ -357,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     threads_env = {"OMP_NUM_THREADS": str(args.torch_threads), "MKL_NUM_THREADS": str(args.torch_threads),
                    "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     results: dict[str, dict[int, dict]] = {}
+    dtypes: dict[str, str] = {}
     mean_batch: dict[str, dict[int, float | None]] = {}
     for name in servers:
         port = free_port()
@@ -367,19 +423,26 @@ def main(argv: list[str] | None = None) -> int:
                    "--host", "127.0.0.1", "--port", str(port), "--ds.attn_implementation", "sdpa",
                    "--ds.param_dtype", "bf16"]
             env = {**threads_env, "PYTHONPATH": str(STUBS)}
+            dtypes[name] = "bfloat16"
         else:
-            dtype = "bfloat16" if name == "ours-bf16" else "auto"
+            dtype = {"ours-bf16": "bfloat16", "ours-fp32": "float32"}.get(name, "auto")
+            dtypes[name] = dtype
             cmd = [sys.executable, "-m", "openrlhf_reward.cli", "serve", "--backend", args.our_backend, "--model", str(model_dir),
                    "--backend-arg", f"dtype={dtype}",
                    *(["--backend-arg", f"batch_size={args.forward_batch_size}"] if args.forward_batch_size > 0 else []),
                    *[a for kv in args.backend_arg for a in ("--backend-arg", kv)],
                    "--port", str(port), "--max-batch-size", str(args.max_batch_size),
-                   "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning",
+                   "--max-wait-ms", str(args.max_wait_ms), "--log-level", "info",  # info: the dtype=auto line
                    *(["--no-length-aware"] if args.no_length_aware else [])]
             env = threads_env
         proc = start(cmd, env, log)
         try:
             wait_up(url, proc, log)
+            if dtypes[name] == "auto":  # the server logs what dtype=auto resolved to
+                m = re.search(r"dtype=auto on CPU: (\w+) \((.*?)\)", log.read_text())
+                dtypes[name] = f"auto={m.group(1)}" if m else "auto (not logged: GPU = bfloat16)"
+                if m:
+                    print(f"  {name}: dtype=auto chose {m.group(1)} ({m.group(2)})", flush=True)
             drive(url, samples, min(32, args.warmup), args.warmup)  # warm up (kernels for many lengths)
             results[name], mean_batch[name] = {}, {}
             for c in args.concurrency:
@@ -388,20 +451,20 @@ def main(argv: list[str] | None = None) -> int:
                 r = drive(url, samples, c, total)
                 results[name][c] = r
                 mean_batch[name][c] = batch_delta(before, server_batches(url), r["wall"])
-                print(f"  {name:13s} {c:4d} in flight: {r['rps']:8.1f} rewards/s  p50 {1000 * r['p50']:8.1f} ms  "
+                print(f"  {name:13s} {dtypes[name]:14s} {c:4d} in flight: {r['rps']:8.1f} rewards/s  p50 {1000 * r['p50']:8.1f} ms  "
                       f"p95 {1000 * r['p95']:8.1f} ms  ({r['n']} requests, {r['failures']} failed)", flush=True)
         finally:
             stop(proc)
 
     print("\nresults (one sample per POST, OpenRLHF's client pattern):")
-    print(f"{'server':14s} {'in flight':>9s} {'rewards/s':>10s} {'p50 ms':>9s} {'p95 ms':>9s} {'mean batch':>10s} "
+    print(f"{'server':14s} {'dtype':14s} {'in flight':>9s} {'rewards/s':>10s} {'p50 ms':>9s} {'p95 ms':>9s} {'mean batch':>10s} "
           f"{'backend ms/batch':>16s} {'backend busy':>12s}")
     for name, by_c in results.items():
         for c, r in by_c.items():
             b = mean_batch[name][c]
             ms = f"{b['ms']:.1f}" if b["ms"] is not None else "-"
             busy = f"{100 * b['busy']:.0f}%" if b["busy"] is not None else "-"
-            print(f"{name:14s} {c:9d} {r['rps']:10.1f} {1000 * r['p50']:9.1f} {1000 * r['p95']:9.1f} "
+            print(f"{name:14s} {dtypes[name]:14s} {c:9d} {r['rps']:10.1f} {1000 * r['p50']:9.1f} {1000 * r['p95']:9.1f} "
                   f"{b['mean']:10.1f} {ms:>16s} {busy:>12s}")
     if "serve_rm" in results:
         base = results["serve_rm"]
@@ -411,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for c in args.concurrency:
                 a, b = results[name][c], base[c]
-                print(f"  {name:13s} {c:4d} in flight: {a['rps'] / b['rps']:5.2f}x rewards/s, "
+                print(f"  {name:13s} {dtypes[name]:14s} {c:4d} in flight: {a['rps'] / b['rps']:5.2f}x rewards/s, "
                       f"p95 {1000 * a['p95']:.0f} ms vs {1000 * b['p95']:.0f} ms "
                       f"({'lower' if a['p95'] < b['p95'] else 'NOT lower'})")
         # Sanity: both servers score the same checkpoint (texts differ slightly: serve_rm scores

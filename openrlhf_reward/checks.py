@@ -1,23 +1,9 @@
-"""Deterministic requirement checkers: the `check` vocabulary of DESIGN.md, defined once.
+"""Deterministic requirement checkers: the ``check`` vocabulary, defined once.
 
-Counting rules (the single source of truth; README and the dataset card quote them):
-
-* word: a whitespace-separated token that contains at least one letter or digit.
-* sentence: text up to a run of ``.``, ``!`` or ``?`` that is followed by whitespace or the
-  end of the text (a run such as ``?!`` or ``...`` ends one sentence; closing quotes or
-  brackets may sit between the punctuation and the whitespace). A trailing fragment
-  without end punctuation counts as a sentence if it contains a letter or digit. Line breaks
-  alone do not end a sentence; a lone ``<<title>>`` line is ignored; a list enumerator
-  (``1.`` or ``2)`` at the start of a line) is not a sentence end; bullet lines are text
-  like any other.
-* paragraph: a block of lines separated from the next by one or more blank lines (lines of
-  only whitespace); a block that is just a ``<<title>>`` line is not a paragraph.
-* bullet: a line whose text, after leading spaces, starts with the marker (default ``"- "``).
-* percent figure: a number immediately or after one space or tab followed by ``%`` (``12%``,
-  ``12.5 %``).
-* question: one ``?`` character.
-
-``exact``, ``min`` and ``max`` are inclusive; ``exact`` stands alone.
+The rules (what a word, sentence, paragraph, bullet and percent figure are, the blank-response
+rule, whole-word keyword matching, IFEval handling) are documented in ``docs/checks.md``;
+this module is their implementation and the tests in ``tests/test_checks.py`` pin them.
+Every checker runs in time linear in the response (no backtracking regex on user text).
 
 Kind ``ifeval`` (``instruction_id`` + ``kwargs``, IFEval's label format) is delegated to
 :mod:`openrlhf_reward.ifeval`, which scores with lm-eval's own IFEval checkers; it is the one
@@ -27,17 +13,22 @@ kind that may answer None ("not scorable here", e.g. a random-letter instruction
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
     "CHECK_KINDS",
     "CheckSpecError",
+    "MAX_PHRASE_CHARS",
+    "contains_phrase",
     "count_bullets",
     "count_paragraphs",
     "count_percents",
     "count_sentences",
     "count_words",
+    "is_blank",
     "measure",
     "run_check",
     "validate_check",
@@ -50,15 +41,89 @@ class CheckSpecError(ValueError):
 
 _TITLE_LINE = re.compile(r"^\s*<<[^<>\n]+>>\s*$")
 _WORD_CHAR = re.compile(r"[^\W_]")  # a letter or a digit, any script
-# End punctuation, optionally closed by quotes/brackets, then whitespace or the end.
-_SENTENCE_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s|$)")
+# End punctuation, optionally closed by quotes/brackets, then whitespace or the end. The
+# lookbehind and the possessive runs keep it linear: a match may only start where a run of
+# end punctuation starts, and a run is never re-scanned (28 KB of dots took 15 s without).
+_SENTENCE_END = re.compile(r"(?<![.!?])[.!?]++[\"'\u201d\u2019)\]]*+(?=\s|$)")
 # A list enumerator ("1." / "2)") at the start of a line is not a sentence end.
 _ENUMERATOR = re.compile(r"^([ \t]*)\d+[.)](?=[ \t])", re.MULTILINE)
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n\s*")
-_PERCENT = re.compile(r"\d+(?:[.,]\d+)?[ \t]?%")
+# Starts only where a run of digits starts (same matches, linear on long digit runs).
+_PERCENT = re.compile(r"(?<!\d)\d++(?:[.,]\d++)?[ \t]?%")
+
+# Longest keyword or phrase a check accepts: phrase search costs O(len(text) * len(phrase)).
+MAX_PHRASE_CHARS = 256
+
+
+def is_blank(text: str) -> bool:
+    """True for an empty or whitespace-only response, which fails every check."""
+    return not text or text.isspace()
+
+
+@lru_cache(maxsize=1)
+def _word_class() -> str:
+    """A regex class for word characters: ``\\w`` plus combining marks (any script)."""
+    ranges: list[list[int]] = []
+    for cp in (*range(0x30000), *range(0xE0100, 0xE01F0)):
+        if unicodedata.category(chr(cp)).startswith("M"):
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1][1] = cp
+            else:
+                ranges.append([cp, cp])
+    marks = "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
+    )
+    return rf"[\w{marks}]"
+
+
+@lru_cache(maxsize=1)
+def _word_char() -> re.Pattern[str]:
+    return re.compile(_word_class())
+
+
+@lru_cache(maxsize=4096)
+def _phrase_regex(phrase: str) -> tuple[re.Pattern[str], bool]:
+    """(pattern, needs a boundary before it) for a lowercased phrase: whitespace-tolerant,
+    with a boundary after it where the phrase ends with a word character. The pattern starts
+    with the phrase's literal text, so the regex engine's fast literal search applies; the
+    boundary before a match is checked by the caller."""
+    word = _word_char()
+    words = phrase.split()
+    body = r"\s+".join(re.escape(w) for w in words)
+    # A boundary is required only where the phrase itself starts/ends with a word character
+    # ("C++" may be followed by anything; "sea" may not be followed by "rch").
+    if word.match(words[-1][-1]):
+        body += f"(?!{word.pattern})"
+    return re.compile(body), word.match(words[0][0]) is not None
+
+
+def contains_phrase(text: str, phrase: str, *, lowered: bool = False) -> bool:
+    """True when ``phrase`` occurs in ``text`` as whole words, case-insensitively.
+
+    Whitespace inside the phrase matches any run of whitespace. ``lowered``: ``text`` is
+    already lowercased (saves a copy when several phrases are looked up).
+    """
+    phrase = phrase.lower()
+    words = phrase.split()
+    if not words:
+        return False
+    text = text if lowered else text.lower()
+    if words[0] not in text:  # cheap rejection before the boundary-checking regex
+        return False
+    pattern, boundary_before = _phrase_regex(phrase)
+    word = _word_char()
+    pos = 0
+    while (m := pattern.search(text, pos)) is not None:
+        start = m.start()
+        if not boundary_before or start == 0 or not word.match(text, start - 1):
+            return True
+        pos = start + 1  # an overlapping later occurrence may still stand on a boundary
+    return False
 
 
 def _strip_title_lines(text: str) -> str:
+    if "<<" not in text:  # no title line: skip the per-line regex (same line breaks)
+        return "\n".join(text.splitlines())
     return "\n".join(line for line in text.splitlines() if not _TITLE_LINE.match(line))
 
 
@@ -82,7 +147,17 @@ def count_bullets(text: str, marker: str = "- ") -> int:
 
 
 def count_percents(text: str) -> int:
-    return len(_PERCENT.findall(text))
+    # Each "%" ends at most one figure and a figure ends with a digit, so this counts the
+    # matches of _PERCENT (the definition; a test compares them) by looking back from each "%".
+    n = 0
+    i = text.find("%")
+    while i >= 0:
+        j = i - 1
+        if j >= 0 and text[j] in " \t":
+            j -= 1
+        n += j >= 0 and text[j].isdecimal()
+        i = text.find("%", i + 1)
+    return n
 
 
 # kind -> (allowed parameters, required parameters, counter or predicate)
@@ -98,10 +173,8 @@ _COUNTED: dict[str, Callable[..., int]] = {
 _PREDICATES: dict[str, Callable[[str, Mapping[str, Any]], bool]] = {
     "ends_with": lambda text, spec: text.rstrip().endswith(spec["text"]),
     "starts_with": lambda text, spec: text.lstrip().startswith(spec["text"]),
-    "contains_all": lambda text, spec: all(
-        k.lower() in text.lower() for k in spec["keywords"]
-    ),
-    "forbidden_chars": lambda text, spec: not any(c in text for c in spec["chars"]),
+    "contains_all": lambda text, spec: _contains_all(text.lower(), spec["keywords"]),
+    "forbidden_chars": lambda text, spec: _has_none(text, spec["chars"]),
     "lowercase": lambda text, spec: not any(c.isupper() for c in text),
     "title_brackets": lambda text, spec: _first_line_is_title(text),
 }
@@ -126,6 +199,16 @@ _PARAMS: dict[str, tuple[set[str], set[str]]] = {
 CHECK_KINDS: tuple[str, ...] = tuple(_PARAMS)
 
 
+def _has_none(text: str, chars: str) -> bool:
+    if len(chars) <= 32:  # a few C-speed scans beat building a set of the text
+        return not any(c in text for c in chars)
+    return set(chars).isdisjoint(text)
+
+
+def _contains_all(lowered: str, keywords: list[str]) -> bool:
+    return all(contains_phrase(lowered, k, lowered=True) for k in keywords)
+
+
 def _first_line_is_title(text: str) -> bool:
     for line in text.splitlines():
         if line.strip():
@@ -138,8 +221,11 @@ def validate_check(spec: Any) -> None:
     if not isinstance(spec, Mapping):
         raise CheckSpecError(f"check must be an object or null, got {type(spec).__name__}")
     kind = spec.get("kind")
-    if kind not in _PARAMS:
-        raise CheckSpecError(f"unknown check kind {kind!r}; known kinds: {', '.join(CHECK_KINDS)}")
+    if not isinstance(kind, str) or kind not in _PARAMS:
+        shown = repr(kind) if isinstance(kind, str | None) else f"of type {type(kind).__name__}"
+        raise CheckSpecError(
+            f"unknown check kind {shown[:60]}; known kinds: {', '.join(CHECK_KINDS)}"
+        )
     allowed, required = _PARAMS[kind]
     params = set(spec) - {"kind"}
     if extra := params - allowed:
@@ -168,8 +254,13 @@ def validate_check(spec: Any) -> None:
         raise CheckSpecError(f"check kind {kind!r}: 'text' must be a non-empty string")
     if kind == "contains_all":
         kws = spec["keywords"]
-        if not isinstance(kws, list) or not kws or not all(isinstance(k, str) and k for k in kws):
+        if not isinstance(kws, list) or not kws or not all(isinstance(k, str) and k.strip() for k in kws):
             raise CheckSpecError("check kind 'contains_all': 'keywords' must be a non-empty list of strings")
+        if long := [k for k in kws if len(k) > MAX_PHRASE_CHARS]:
+            raise CheckSpecError(
+                f"check kind 'contains_all': keyword {long[0][:40]!r}... is longer than "
+                f"{MAX_PHRASE_CHARS} characters"
+            )
     if kind == "forbidden_chars" and (not isinstance(spec["chars"], str) or not spec["chars"]):
         raise CheckSpecError("check kind 'forbidden_chars': 'chars' must be a non-empty string")
     if kind == "ifeval":
@@ -187,9 +278,12 @@ def measure(text: str, spec: Mapping[str, Any]) -> int | None:
 def run_check(text: str, spec: Mapping[str, Any]) -> bool | None:
     """True when ``text`` satisfies ``spec``. The spec is assumed valid (see validate_check).
 
+    A blank response (empty or whitespace only) fails every check, of every kind. Otherwise
     None only for kind ``ifeval`` when that instruction cannot be scored deterministically
     here (see :func:`openrlhf_reward.ifeval.unscorable_reason`).
     """
+    if is_blank(text):
+        return False
     kind = spec["kind"]
     if kind in _PREDICATES:
         return bool(_PREDICATES[kind](text, spec))

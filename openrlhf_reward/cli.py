@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "build-weval": "openrlhf_reward.build.cli_weval",
     "build-pairs": "openrlhf_reward.build.pairs",
     "build-grpo": "openrlhf_reward.build.grpo",
+    "build-cerm": "openrlhf_reward.build.cerm",
     "import-ifeval": "openrlhf_reward.build.ifeval_import",
     "import-paper": "openrlhf_reward.build.paper_import",
     "serve": "openrlhf_reward.server.serve_cmd",

@@ -24,8 +24,21 @@ fails, otherwise ``check_following(response)`` decides. Differences, all on purp
   downloaded (lm-eval's import-time ``nltk.download`` is neutralised).
 * ``langdetect`` (``language:response_language``, ``change_case:english_*``) is seeded
   (``DetectorFactory.seed = 0``) so that a reward is a function of the response alone.
+* Arguments are literal text, never regular expressions: lm-eval builds regexes from
+  ``keywords``, ``keyword``, ``forbidden_words``, ``section_spliter`` and
+  ``postscript_marker``; here they are escaped (so ``"("`` is a parenthesis and ``"(a+)+$"``
+  cannot backtrack), and such a search argument may have at most
+  :data:`~openrlhf_reward.checks.MAX_PHRASE_CHARS` characters (longer ones are rejected).
+* Linear time: the checkers whose lm-eval code backtracks on some inputs (placeholders,
+  bullet lists, titles, postscripts, sections, keywords) are re-implemented here with the
+  same results (the parity test below compares all 541 GPT-4 responses); a JSON answer
+  nested too deeply for Python's parser is not valid JSON (False, not an exception).
+* Argument types are checked: integer arguments given as integral floats (``3.0``, as
+  datasets store them) become ints; a non-integral number or a wrong type is a
+  :class:`~openrlhf_reward.checks.CheckSpecError` naming the argument.
 
-Importing this module is cheap: lm-eval (and nltk) are imported on the first evaluation.
+Importing this module is cheap: lm-eval (and nltk) are imported by :func:`preload` or on the
+first evaluation. See ``docs/checks.md``.
 """
 
 from __future__ import annotations
@@ -34,19 +47,22 @@ import contextlib
 import io
 import json
 import random
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from openrlhf_reward.checks import CheckSpecError
+from openrlhf_reward.checks import MAX_PHRASE_CHARS, CheckSpecError, is_blank
 from openrlhf_reward.schema import DataError, Requirement
 
 __all__ = [
     "IFEVAL_INSTRUCTION_ARGS",
+    "IFEVAL_LANGUAGES",
     "PUNKT_INSTRUCTION_IDS",
     "clean_kwargs",
     "ifeval_description",
+    "preload",
     "punkt_tab_dir",
     "requirement_type",
     "requirements_from_ifeval",
@@ -107,6 +123,24 @@ _GROUP_TYPE: dict[str, str] = {
 _RELATIONS = ("less than", "at least")
 _RELATION_ARGS = ("relation", "let_relation", "capital_relation")
 
+# Language codes lm-eval's response_language checker knows (LANGUAGE_CODES; a test keeps
+# this in sync): any other code is a KeyError inside lm-eval, so it is refused up front.
+IFEVAL_LANGUAGES: tuple[str, ...] = (
+    "en", "es", "pt", "ar", "hi", "fr", "ru", "de", "ja", "it", "bn", "uk", "th", "ur", "ta",
+    "te", "bg", "ko", "pl", "he", "fa", "vi", "ne", "sw", "kn", "mr", "gu", "pa", "ml", "fi",
+)
+
+# Argument types of the 25 checkers.
+_INT_ARGS = frozenset({
+    "num_sentences", "num_paragraphs", "num_words", "nth_paragraph", "num_placeholders",
+    "num_bullets", "num_highlights", "num_sections", "frequency", "let_frequency",
+    "capital_frequency",
+})
+_STR_LIST_ARGS = frozenset({"keywords", "forbidden_words"})
+# Arguments searched for in the response (built into a regex by lm-eval): length-capped.
+_SEARCH_ARGS = frozenset({"keywords", "keyword", "forbidden_words", "section_spliter",
+                          "postscript_marker"})
+
 
 def requirement_type(instruction_id: str) -> str:
     """The WEval requirement type (length/format/style/content) of an IFEval instruction id."""
@@ -114,15 +148,61 @@ def requirement_type(instruction_id: str) -> str:
 
 
 def clean_kwargs(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Drop falsy values, as lm-eval does before ``build_description`` (HF rows carry nulls)."""
-    return {k: v for k, v in (kwargs or {}).items() if v}
+    """Drop falsy values, as lm-eval does before ``build_description`` (HF rows carry nulls).
+
+    Integer arguments stored as integral floats (``3.0``: datasets with nulls store ints as
+    floats) become ints; other values are kept as given (:func:`validate_ifeval_check`
+    rejects wrong types).
+    """
+    out: dict[str, Any] = {}
+    for k, v in (kwargs or {}).items():
+        if not v:
+            continue
+        if k in _INT_ARGS and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        out[k] = v
+    return out
+
+
+def _check_arg_types(iid: str, kw: Mapping[str, Any]) -> None:
+    """Raise CheckSpecError naming the first argument of a wrong type (after clean_kwargs)."""
+
+    def bad(key: str, what: str) -> CheckSpecError:
+        value = repr(kw[key])
+        if len(value) > 60:
+            value = value[:57] + "..."
+        return CheckSpecError(f"check kind 'ifeval' ({iid}): kwargs.{key} must be {what}, got {value}")
+
+    for key, v in kw.items():
+        if key in _INT_ARGS:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise bad(key, "an integer")
+        elif key in _STR_LIST_ARGS:
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise bad(key, "a list of strings")
+        elif not isinstance(v, str):
+            raise bad(key, "a string")
+        if key in _SEARCH_ARGS:
+            for x in v if isinstance(v, list) else [v]:
+                if len(x) > MAX_PHRASE_CHARS:
+                    raise CheckSpecError(
+                        f"check kind 'ifeval' ({iid}): kwargs.{key} entry {x[:40]!r}... is longer "
+                        f"than {MAX_PHRASE_CHARS} characters"
+                    )
+    if "language" in kw and kw["language"] not in IFEVAL_LANGUAGES:
+        raise CheckSpecError(
+            f"check kind 'ifeval' ({iid}): kwargs.language {kw['language']!r} is not one of "
+            f"IFEval's codes ({', '.join(IFEVAL_LANGUAGES)})"
+        )
 
 
 def validate_ifeval_check(spec: Mapping[str, Any]) -> None:
     """Raise :class:`CheckSpecError` unless ``spec`` is a well-formed ``ifeval`` check.
 
     Static checks only (no lm-eval import): a known id, a dict of known argument names,
-    relations among IFEval's two.
+    argument types (integers, strings, lists of strings; integral floats count as
+    integers), relations among IFEval's two, a known language code, search arguments of at
+    most :data:`~openrlhf_reward.checks.MAX_PHRASE_CHARS` characters.
     """
     iid = spec.get("instruction_id")
     if iid not in IFEVAL_INSTRUCTION_ARGS:
@@ -140,6 +220,7 @@ def validate_ifeval_check(spec: Mapping[str, Any]) -> None:
         raise CheckSpecError(
             f"check kind 'ifeval' ({iid}): unknown kwargs {extra}; it takes {list(allowed)}"
         )
+    _check_arg_types(iid, clean_kwargs(kwargs))
     for key in _RELATION_ARGS:
         if kwargs.get(key) and kwargs[key] not in _RELATIONS:
             raise CheckSpecError(
@@ -154,6 +235,15 @@ def unscorable_reason(instruction_id: str, kwargs: Mapping[str, Any] | None) -> 
     missing = [a for a in IFEVAL_INSTRUCTION_ARGS[instruction_id] if a not in kw]
     if missing:
         return f"{instruction_id}: argument(s) {missing} missing, lm-eval would draw them at random"
+    negative = [a for a in IFEVAL_INSTRUCTION_ARGS[instruction_id]
+                if a in _INT_ARGS and isinstance(kw[a], int) and kw[a] < 0]
+    if negative:
+        return f"{instruction_id}: argument(s) {negative} negative, lm-eval would draw them at random"
+    if instruction_id == "length_constraints:nth_paragraph_first_word" and not (
+        isinstance(kw["nth_paragraph"], int) and isinstance(kw["num_paragraphs"], int)
+        and kw["nth_paragraph"] <= kw["num_paragraphs"]
+    ):
+        return f"{instruction_id}: nth_paragraph > num_paragraphs, lm-eval would draw it at random"
     if instruction_id == "keywords:letter_frequency":
         letter = kw["letter"]
         if not isinstance(letter, str) or len(letter) != 1 or not ("a" <= letter.lower() <= "z"):
@@ -246,7 +336,7 @@ def _checker(instruction_id: str, kwargs_json: str) -> tuple[Any | None, str | N
         return None, reason
     try:
         checker, _ = _build(instruction_id, kw)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, KeyError) as e:
         raise CheckSpecError(f"check kind 'ifeval' ({instruction_id}): {e}") from None
     return checker, None
 
@@ -256,13 +346,236 @@ def _key(kwargs: Mapping[str, Any] | None) -> str:
 
 
 def run_ifeval_check(text: str, spec: Mapping[str, Any]) -> bool | None:
-    """lm-eval's strict IFEval verdict for one instruction; None when not scorable."""
-    checker, _reason = _checker(spec["instruction_id"], _key(spec.get("kwargs")))
+    """lm-eval's strict IFEval verdict for one instruction; None when not scorable.
+
+    A blank response fails (lm-eval's strict metric: a blank response follows nothing).
+    """
+    if is_blank(text):
+        return False
+    iid = spec["instruction_id"]
+    checker, _reason = _checker(iid, _key(spec.get("kwargs")))
     if checker is None:
         return None
-    if not text.strip():  # lm-eval: a blank response follows nothing
-        return False
+    own = _LINEAR_CHECKS.get(iid)
+    if own is not None:
+        return bool(own(text, checker.get_instruction_args() or {}))
+    wrapped = _WITH_CHECKER.get(iid)
+    if wrapped is not None:
+        return bool(wrapped(text, checker.get_instruction_args() or {}, checker))
     return bool(checker.check_following(text))
+
+
+def preload() -> None:
+    """Import lm-eval's IFEval registry, NLTK's punkt parameters and langdetect's profiles now.
+
+    The reward server calls this at start-up so that the first IFEval request does not
+    pay for the imports (several seconds) while holding up other requests.
+    """
+    from openrlhf_reward.checks import contains_phrase
+
+    _registry()
+    contains_phrase("warm up", "warm")  # builds the word-character class once
+    for iid, kw in (
+        ("length_constraints:number_sentences", {"num_sentences": 1, "relation": "at least"}),
+        ("change_case:capital_word_frequency", {"capital_frequency": 1, "capital_relation": "at least"}),
+        ("language:response_language", {"language": "en"}),
+    ):
+        run_ifeval_check("Load the tokenizer. And the language profiles.",
+                         {"kind": "ifeval", "instruction_id": iid, "kwargs": kw})
+
+
+# --------------------------------------------------------------------------- linear checkers
+# lm-eval's own code for these ids backtracks (time quadratic or worse in the response, on
+# e.g. a run of "[" or of newlines), builds regexes from user text, or logs the response
+# (language checks). Each function below
+# gives lm-eval's verdict (same arguments, from get_instruction_args()) in linear time; the
+# parity test pins them to lm-eval's results on the public IFEval responses.
+
+_CLOSE_OR_NEWLINE = re.compile(r"[\]\n]")
+_NON_SPACE = re.compile(r"\S")
+
+
+def _count_placeholders(value: str) -> int:
+    r"""``len(re.findall(r"\[.*?\]", value))``: "[" then the first "]" on the same line."""
+    n = pos = 0
+    while (i := value.find("[", pos)) >= 0:
+        m = _CLOSE_OR_NEWLINE.search(value, i + 1)
+        if m is None:
+            break
+        n += m.group() == "]"
+        pos = m.end()  # after a newline every "[" before it fails the same way
+    return n
+
+
+def _count_line_matches(value: str, first: str, needs_non_star: bool) -> int:
+    r"""``len(re.findall(r"^\s*<first>...$", value, re.M))`` for lm-eval's two bullet regexes.
+
+    ``^\s*`` may run over blank lines to the next non-space character; the regex tries that
+    again from every line start of the blank run (quadratic). Here each run is scanned once.
+    """
+    n, pos, end = 0, 0, len(value)
+    while pos <= end:
+        m = _NON_SPACE.search(value, pos)
+        if m is None:
+            break
+        k = m.start()
+        if value[k] == first and (not needs_non_star or (k + 1 < end and value[k + 1] != "*")):
+            n += 1
+            # ".*$" ends at the next newline (r"\*[^*]" may itself consume a newline)
+            e = value.find("\n", k + 2 if needs_non_star else k + 1)
+            if e < 0:
+                break
+            pos = e if value[e - 1] == "\n" else e + 1  # the next line start at or after e
+        else:
+            e = value.find("\n", k)
+            if e < 0:
+                break
+            pos = e + 1
+    return n
+
+
+def _bullet_lists(value: str, args: Mapping[str, Any]) -> bool:
+    n = _count_line_matches(value, "*", True) + _count_line_matches(value, "-", False)
+    return n == args["num_bullets"]
+
+
+def _placeholders(value: str, args: Mapping[str, Any]) -> bool:
+    return _count_placeholders(value) >= args["num_placeholders"]
+
+
+def _title(value: str, args: Mapping[str, Any]) -> bool:
+    # r"<<[^\n]+>>" is greedy within a line: at most one match per line, from the first "<<"
+    # to the last ">>" with at least one character between.
+    for line in value.split("\n"):
+        i = line.find("<<")
+        if i < 0:
+            continue
+        j = line.rfind(">>")
+        if j >= i + 3 and line[i : j + 2].lstrip("<").rstrip(">").strip():
+            return True
+    return False
+
+
+_PPS = re.compile(r"p\.\s?p\.\s?s")
+_PS = re.compile(r"p\.\s?s\.")
+
+
+def _postscript(value: str, args: Mapping[str, Any]) -> bool:
+    # lm-eval: re.findall(r"\s*" + marker + r".*$", value.lower(), re.M) is non-empty exactly
+    # when the marker occurs; the leading \s* only made it quadratic on whitespace runs.
+    marker = args["postscript_marker"]
+    value = value.lower()
+    if marker == "P.P.S":
+        return _PPS.search(value) is not None
+    if marker == "P.S.":
+        return _PS.search(value) is not None
+    return marker.lower() in value  # escaped: the marker is literal text
+
+
+def _sections(value: str, args: Mapping[str, Any]) -> bool:
+    pattern = r"\s?" + re.escape(args["section_spliter"]) + r"\s?\d+\s?"
+    return len(re.split(pattern, value)) - 1 >= args["num_sections"]
+
+
+def _keywords(value: str, args: Mapping[str, Any]) -> bool:
+    return all(re.search(re.escape(k), value, flags=re.IGNORECASE) for k in args["keywords"])
+
+
+def _keyword_frequency(value: str, args: Mapping[str, Any]) -> bool:
+    n = len(re.findall(re.escape(args["keyword"]), value, flags=re.IGNORECASE))
+    return n < args["frequency"] if args["relation"] == _RELATIONS[0] else n >= args["frequency"]
+
+
+def _forbidden_words(value: str, args: Mapping[str, Any]) -> bool:
+    return not any(
+        re.search(r"\b" + re.escape(w) + r"\b", value, flags=re.IGNORECASE)
+        for w in args["forbidden_words"]
+    )
+
+
+def _json_format(value: str, args: Mapping[str, Any]) -> bool:
+    from lm_eval.tasks.ifeval.instructions import JsonFormat
+
+    try:
+        return JsonFormat("detectable_format:json_format").check_following(value)
+    except RecursionError:  # nested deeper than Python's parser goes: not JSON we can read
+        return False
+
+
+def _detect_language(value: str) -> str | None:
+    """langdetect's language, None when it finds no features (lm-eval then counts a pass).
+
+    lm-eval logs the whole response at ERROR level in that case (1 MB of log per request);
+    here it is silent.
+    """
+    import langdetect
+
+    try:
+        return langdetect.detect(value)
+    except langdetect.LangDetectException:
+        return None
+
+
+def _response_language(value: str, args: Mapping[str, Any]) -> bool:
+    lang = _detect_language(value)
+    return lang is None or lang == args["language"]
+
+
+def _english_capital(value: str, args: Mapping[str, Any]) -> bool:
+    return value.isupper() and _detect_language(value) in (None, "en")
+
+
+def _english_lowercase(value: str, args: Mapping[str, Any]) -> bool:
+    return value.islower() and _detect_language(value) in (None, "en")
+
+
+def _nltk_timeout_fails(check: Any) -> Any:
+    """NLTK >= 3.9 stops a tokenizer regex after 5 s with TimeoutError: a response NLTK
+    cannot tokenize does not follow a sentence or word-count instruction (False, no 500)."""
+
+    def run(value: str, args: Mapping[str, Any], _checker: Any) -> bool:
+        try:
+            return check(value, args, _checker)
+        except TimeoutError:
+            return False
+
+    return run
+
+
+def _number_sentences(value: str, args: Mapping[str, Any], checker: Any) -> bool:
+    return checker.check_following(value)
+
+
+def _capital_word_frequency(value: str, args: Mapping[str, Any], checker: Any) -> bool:
+    # Without one uppercase character no token is all-capitals: skip NLTK's tokenizer
+    # (linear, but about 10 us per character on runs of brackets or stars).
+    if not any(map(str.isupper, value)):
+        n = 0
+        return n < args["capital_frequency"] if args["capital_relation"] == _RELATIONS[0] \
+            else n >= args["capital_frequency"]
+    return checker.check_following(value)
+
+
+# Checkers that need lm-eval's checker object itself (called with it as third argument).
+_WITH_CHECKER: dict[str, Any] = {
+    "length_constraints:number_sentences": _nltk_timeout_fails(_number_sentences),
+    "change_case:capital_word_frequency": _nltk_timeout_fails(_capital_word_frequency),
+}
+
+_LINEAR_CHECKS: dict[str, Any] = {
+    "language:response_language": _response_language,
+    "change_case:english_capital": _english_capital,
+    "change_case:english_lowercase": _english_lowercase,
+    "detectable_content:number_placeholders": _placeholders,
+    "detectable_format:number_bullet_lists": _bullet_lists,
+    "detectable_format:title": _title,
+    "detectable_content:postscript": _postscript,
+    "detectable_format:multiple_sections": _sections,
+    "keywords:existence": _keywords,
+    "keywords:frequency": _keyword_frequency,
+    "keywords:forbidden_words": _forbidden_words,
+    "detectable_format:json_format": _json_format,
+}
 
 
 # --------------------------------------------------------------------------- requirements

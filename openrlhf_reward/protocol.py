@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,16 +52,17 @@ GENERATION_MARKERS: tuple[str, ...] = (
 )
 
 # Last user turn of common chat templates: ChatML/Qwen, Llama-3, Mistral/Llama-2 [INST],
-# Gemma, Phi-3, DeepSeek.
-_USER_TURN_PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.S),
-    re.compile(r"<\|start_header_id\|>user<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S),
-    re.compile(r"\[INST\](.*?)\[/INST\]", re.S),
-    re.compile(r"<start_of_turn>user\n(.*?)<end_of_turn>", re.S),
-    re.compile(r"<\|user\|>\n?(.*?)<\|end\|>", re.S),
-    re.compile(r"<｜User｜>(.*?)<｜Assistant｜>", re.S),
+# Gemma, Phi-3, DeepSeek, as (opening marker, closing marker). Found with str.find, not a
+# lazy regex: r"\[INST\](.*?)\[/INST\]" is quadratic on a prompt of many "[INST]".
+_USER_TURNS: tuple[tuple[str, str], ...] = (
+    ("<|im_start|>user\n", "<|im_end|>"),
+    ("<|start_header_id|>user<|end_header_id|>\n\n", "<|eot_id|>"),
+    ("[INST]", "[/INST]"),
+    ("<start_of_turn>user\n", "<end_of_turn>"),
+    ("<|user|>", "<|end|>"),
+    ("<｜User｜>", "<｜Assistant｜>"),
 )
-_LLAMA2_SYS = re.compile(r"<<SYS>>.*?<</SYS>>", re.S)
+_LLAMA2_SYS = ("<<SYS>>", "<</SYS>>")
 _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
 
@@ -117,17 +117,22 @@ class ParsedRequest:
 
 
 def strip_end_markers(text: str, markers: Sequence[str] = DEFAULT_END_MARKERS) -> str:
-    """Remove trailing EOS / end-of-turn markers (and whitespace between them)."""
+    """Remove trailing EOS / end-of-turn markers (and whitespace between them).
+
+    Linear in the text: it moves an end index back instead of copying the text per marker.
+    """
+    end = len(text)
     stripped = False
     while True:
-        t = text.rstrip()
+        while end and text[end - 1].isspace():
+            end -= 1
         for m in markers:
-            if m and t.endswith(m):
-                text = t[: -len(m)]
+            if m and text.endswith(m, 0, end):
+                end -= len(m)
                 stripped = True
                 break
         else:
-            return t if stripped else text
+            return text[:end] if stripped else text
 
 
 def strip_leading_think(text: str) -> str:
@@ -179,16 +184,44 @@ def recover_response(query: str, prompt: str) -> tuple[str, str]:
     return query[n:], "common"
 
 
+def _spans(text: str, open_: str, close: str) -> list[tuple[int, int, int, int]]:
+    """Non-overlapping (start, inner start, inner end, end) of ``open_ ... close`` pairs,
+    leftmost first with the nearest ``close`` (what ``re.findall(open(.*?)close, re.S)``
+    finds), in linear time."""
+    spans = []
+    pos = 0
+    while (i := text.find(open_, pos)) >= 0:
+        j = text.find(close, i + len(open_))
+        if j < 0:  # no later opening can be closed either
+            break
+        spans.append((i, i + len(open_), j, j + len(close)))
+        pos = j + len(close)
+    return spans
+
+
 def last_user_turn(prompt: str) -> str:
     """The last user message of a templated prompt, or the prompt itself if no template matches."""
-    for pat in _USER_TURN_PATTERNS:
-        matches = pat.findall(prompt)
-        if matches:
-            text = matches[-1]
-            if pat.pattern.startswith(r"\[INST\]"):
-                text = _LLAMA2_SYS.sub("", text)
+    for open_, close in _USER_TURNS:
+        spans = _spans(prompt, open_, close)
+        if spans:
+            _, a, b, _ = spans[-1]
+            text = prompt[a:b]
+            if open_ == "[INST]":  # drop Llama-2's <<SYS>>...<</SYS>> blocks
+                text = "".join(
+                    text[s:e] for s, e in _gaps(text, _spans(text, *_LLAMA2_SYS))
+                )
             return text.strip()
     return prompt.strip()
+
+
+def _gaps(text: str, spans: list[tuple[int, int, int, int]]) -> list[tuple[int, int]]:
+    """The (start, end) ranges of ``text`` outside ``spans``."""
+    out, pos = [], 0
+    for start, _, _, end in spans:
+        out.append((pos, start))
+        pos = end
+    out.append((pos, len(text)))
+    return out
 
 
 # --------------------------------------------------------------------------- labels

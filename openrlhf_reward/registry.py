@@ -25,15 +25,32 @@ class Registry(Generic[T]):
         self.loaded: dict[str, T] = {}  # name -> class, once imported or registered
 
     def register(self, name: str) -> Callable[[T], T]:
-        """Class decorator registering ``cls`` under ``name`` (and setting ``cls.name``)."""
+        """Class decorator registering ``cls`` under ``name`` (and setting ``cls.name``).
+
+        Registering the same class twice is a no-op; a different class under a taken name is
+        a ValueError (a silent overwrite would swap a backend behind every caller's back).
+        """
 
         def deco(cls: T) -> T:
+            path = f"{cls.__module__}:{cls.__qualname__}"
+            taken = self.loaded.get(name)
+            if (taken is not None and taken is not cls) or self.paths.get(name, path) != path:
+                other = self.paths.get(name) or f"{taken.__module__}:{taken.__qualname__}"
+                raise ValueError(
+                    f"{self.kind} name {name!r} is already registered to {other}; cannot "
+                    f"register {path} under it (unregister({name!r}) first, or pick another name)"
+                )
             self.loaded[name] = cls
-            self.paths.setdefault(name, f"{cls.__module__}:{cls.__qualname__}")
+            self.paths[name] = path
             cls.name = name
             return cls
 
         return deco
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a no-op when it is not registered)."""
+        self.paths.pop(name, None)
+        self.loaded.pop(name, None)
 
     def available(self) -> list[str]:
         return sorted(set(self.paths) | set(self.loaded))

@@ -34,10 +34,28 @@ def _h(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def cerm_score(response: str) -> float:
+    """The overall score (0-10, half points) the double gives a response in the CE-RM protocol."""
+    return int(_h("cerm", response), 16) % 21 / 2
+
+
+def _cerm_answer(messages: list[dict[str, str]]) -> str | None:
+    """CE-RM turns (the judge backend's mode=cerm): tagged criteria, or boxed scores."""
+    user = messages[-1]["content"]
+    if len(messages) == 1 and "[Start of Query]" in user:
+        return "The query needs care.\n[Start of Criteria]\n1. Adherence: follows the query\n[End of Criteria]"
+    if len(messages) == 3 and messages[1]["role"] == "assistant" and "[Start of Response]" in user:
+        response = user.split("[Start of Response]\n", 1)[1].rsplit("\n[End of Response]", 1)[0]
+        return f"Adherence: ok \\boxed{{4}}\nOverall: \\boxed{{{cerm_score(response)}}}"
+    return None
+
+
 def scripted_answer(messages: list[dict[str, str]], seed: int | None) -> str:
     """The deterministic answer for one request."""
     system = next((m["content"] for m in messages if m["role"] == "system"), "")
     user = messages[-1]["content"]
+    if not system and (cerm := _cerm_answer(messages)) is not None:
+        return cerm
     if system.startswith("You add requirements"):
         query = user.split("Instruction:\n", 1)[-1].split("\n\nAdd exactly", 1)[0]
         if "[BAD_JSON]" in query:

@@ -349,7 +349,7 @@ def test_classifier_on_an_encoder_model_uses_its_own_pooling(tmp_path):
         vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=64, num_labels=2, pad_token_id=tok.pad_token_id)).eval()
     model.save_pretrained(tmp_path)
-    scorer = get_scorer("classifier", model=str(tmp_path), batch_size=4)
+    scorer = get_scorer("classifier", model=str(tmp_path), batch_size=4, dtype="float32")
     assert not scorer.rm.last_token
     reqs = [ScoreRequest("Q", "Yes. " * k, REQS) for k in (1, 5, 12)]
     for q, res in zip(reqs, scorer.score(reqs), strict=True):
@@ -618,9 +618,49 @@ def test_rm_model_args_reach_the_backend(tiny_cls_dir, hf_rm_pad_eos_dir):
     assert (cfg.batch_size, cfg.activation, cfg.max_length, cfg.device) == (3, "raw", 64, "cpu")
     lm = rm_cls.create_from_arg_string(f"pretrained={tiny_cls_dir},backend=classifier", {"batch_size": "auto"})
     assert lm.scorer.name == "classifier" and lm.scorer.config.batch_size == 16
-    with pytest.raises(ValueError, match="backend must be one of"):
-        rm_cls.create_from_arg_string(f"pretrained={tiny_cls_dir},backend=judge")
+    with pytest.raises(ValueError, match="unknown reward backend 'nope'; available: .*judge.*rules"):
+        rm_cls.create_from_arg_string(f"pretrained={tiny_cls_dir},backend=nope")
+    with pytest.raises(ValueError, match="use --model remote-rm"):
+        rm_cls.create_from_arg_string("backend=remote,url=http://127.0.0.1:1")
     with pytest.raises(ValueError, match="pretrained=PATH"):
         rm_cls.create_from_arg_string("backend=bt")
     with pytest.raises(TypeError, match="unknown option.*'temprature'"):
         rm_cls.create_from_arg_string(f"pretrained={tiny_cls_dir},backend=classifier,temprature=1")
+
+
+def test_cpu_dtype_auto_is_probed_once_and_logged(rm_dir, caplog, monkeypatch):
+    from openrlhf_reward.scorers import hf_rm
+
+    monkeypatch.setattr(hf_rm, "_CPU_AUTO", {})  # a fresh process's state
+    calls = []
+    timings = {torch.float32: 2.0, torch.bfloat16: 1.0}  # bf16 twice as fast: auto must pick it
+
+    def fake_probe(dtypes, **_):
+        calls.extend(dtypes)
+        return [timings[dt] for dt in dtypes]
+
+    monkeypatch.setattr(hf_rm, "_matmul_seconds", fake_probe)
+    with caplog.at_level("INFO", logger=hf_rm.__name__):
+        first = get_scorer("bt", model=str(rm_dir), device="cpu")
+        second = get_scorer("bt", model=str(rm_dir), device="cpu")
+    assert first.rm.dtype == second.rm.dtype == torch.bfloat16
+    assert calls == [torch.float32, torch.bfloat16]  # one probe per process
+    assert "dtype=auto on CPU: bfloat16" in caplog.text
+    assert get_scorer("bt", model=str(rm_dir), device="cpu", dtype="float32").rm.dtype == torch.float32
+
+    # bf16 only marginally faster (< 10%): float32 stays (exact numerics are worth more)
+    monkeypatch.setattr(hf_rm, "_CPU_AUTO", {})
+    timings[torch.bfloat16] = 1.95
+    assert get_scorer("bt", model=str(rm_dir), device="cpu").rm.dtype == torch.float32
+
+
+def test_cpu_dtype_probe_times_both_dtypes(monkeypatch):
+    from openrlhf_reward.scorers import hf_rm
+
+    monkeypatch.setattr(hf_rm, "_CPU_AUTO", {})
+    choice = hf_rm.cpu_auto_dtype()
+    state = dict(hf_rm._CPU_AUTO)
+    assert choice in (torch.float32, torch.bfloat16) and state["dtype"] is choice
+    assert state["float32_s"] > 0 and state["bfloat16_s"] > 0
+    assert (choice is torch.bfloat16) == (state["bfloat16_s"] < 0.9 * state["float32_s"])
+    assert hf_rm.cpu_auto_dtype() is choice and hf_rm._CPU_AUTO == state  # cached, not re-probed

@@ -7,6 +7,7 @@ import pytest
 from openrlhf_reward.checks import (
     CHECK_KINDS,
     CheckSpecError,
+    contains_phrase,
     count_bullets,
     count_paragraphs,
     count_percents,
@@ -70,6 +71,19 @@ def test_count_paragraphs_bullets_percents():
         ({"kind": "starts_with", "text": "Dear"}, "  Dear team", True),
         ({"kind": "contains_all", "keywords": ["Budget", "risk"]}, "the BUDGET has a risk", True),
         ({"kind": "contains_all", "keywords": ["budget", "risk"]}, "the budget", False),
+        # whole words: "research" does not contain the keyword "sea", "seas" neither
+        ({"kind": "contains_all", "keywords": ["sea"]}, "Research overseas", False),
+        ({"kind": "contains_all", "keywords": ["sea"]}, "By the sea, again.", True),
+        ({"kind": "contains_all", "keywords": ["light keeper"]}, "the Light\n  Keeper's log", True),
+        ({"kind": "contains_all", "keywords": ["light keeper"]}, "the lightkeeper", False),
+        ({"kind": "contains_all", "keywords": ["leak-proof"]}, "It is leak-proof.", True),
+        ({"kind": "contains_all", "keywords": ["C++"]}, "I write c++11 daily", True),
+        ({"kind": "contains_all", "keywords": ["café"]}, "Un CAFÉ noir", True),
+        ({"kind": "contains_all", "keywords": ["café"]}, "cafés", False),
+        ({"kind": "contains_all", "keywords": ["Straße"]}, "die STRASSE", False),  # no folding
+        ({"kind": "contains_all", "keywords": ["हिन"]}, "हिन्दी भाषा", False),  # marks are word chars
+        ({"kind": "contains_all", "keywords": ["हिन्दी"]}, "हिन्दी भाषा", True),
+        ({"kind": "contains_all", "keywords": ["(a+)+$"]}, "x (a+)+$ y", True),
         ({"kind": "forbidden_chars", "chars": ",;"}, "no commas here", True),
         ({"kind": "forbidden_chars", "chars": ","}, "a, b", False),
         ({"kind": "lowercase"}, "all lower 123", True),
@@ -97,6 +111,9 @@ def test_run_check(spec, text, ok):
         ({"kind": "ends_with"}, "needs \\['text'\\]"),
         ({"kind": "lowercase", "extra": 1}, "does not take"),
         ({"kind": "contains_all", "keywords": []}, "non-empty list"),
+        ({"kind": "contains_all", "keywords": ["  "]}, "non-empty list"),
+        ({"kind": "contains_all", "keywords": ["x" * 257]}, "longer than 256"),
+        ({"kind": ["word_count"]}, "unknown check kind"),
     ],
 )
 def test_validate_check_names_the_problem(spec, msg):
@@ -126,3 +143,68 @@ def test_rules_scorer_counts_only_scorable_requirements():
     assert res.type_adherence() == {"length": 1.0, "format": 0.0}
     [none] = get_scorer("rules").score([ScoreRequest("p", "x", reqs[1:2])])
     assert none.info["n_scorable"] == 0
+
+
+# One valid spec per kind: negative checks ("no commas", "at most 5 words", "lowercase")
+# included, which an empty answer would trivially meet without the blank rule.
+SPEC_PER_KIND = [
+    {"kind": "word_count", "max": 5},
+    {"kind": "sentence_count", "min": 0},
+    {"kind": "paragraph_count", "min": 0},
+    {"kind": "bullet_count", "exact": 0},
+    {"kind": "ends_with", "text": "."},
+    {"kind": "starts_with", "text": "A"},
+    {"kind": "contains_all", "keywords": ["a"]},
+    {"kind": "forbidden_chars", "chars": ","},
+    {"kind": "lowercase"},
+    {"kind": "title_brackets"},
+    {"kind": "question_count", "exact": 0},
+    {"kind": "percent_count", "max": 3},
+    {"kind": "ifeval", "instruction_id": "punctuation:no_comma", "kwargs": {}},
+    # not scorable on a real answer (random letter), but a blank answer still fails it
+    {"kind": "ifeval", "instruction_id": "keywords:letter_frequency",
+     "kwargs": {"letter": "#", "let_frequency": 1, "let_relation": "less than"}},
+]
+
+
+def test_spec_per_kind_covers_every_kind():
+    assert {s["kind"] for s in SPEC_PER_KIND} == set(CHECK_KINDS)
+
+
+@pytest.mark.parametrize("spec", SPEC_PER_KIND, ids=lambda s: s.get("instruction_id", s["kind"]))
+@pytest.mark.parametrize("blank", ["", " ", "\n\t \u3000\n"])
+def test_blank_response_fails_every_check(spec, blank):
+    validate_check(spec)
+    assert run_check(blank, spec) is False
+
+
+def test_rules_scorer_gives_blank_responses_zero_and_says_why():
+    reqs = [
+        Requirement(f"c{i}", "format", "check", spec) for i, spec in enumerate(SPEC_PER_KIND)
+    ] + [Requirement("j", "style", "Be warm.", None)]
+    scorer = get_scorer("rules", unscorable_reward=0.5)
+    [res] = scorer.score([ScoreRequest("p", "  \n ", reqs)])
+    assert res.reward == 0.0
+    assert res.info == {"n_scorable": len(SPEC_PER_KIND), "blank": True, "reason": "blank response"}
+    assert res.requirement_scores["j"] is None
+    assert {v for k, v in res.requirement_scores.items() if k != "j"} == {0.0}
+    # no scorable requirement at all: still 0, not unscorable_reward
+    [judge_only] = scorer.score([ScoreRequest("p", "", reqs[-1:])])
+    assert judge_only.reward == 0.0 and judge_only.info["blank"] is True
+    [answered] = scorer.score([ScoreRequest("p", "a", reqs[-1:])])
+    assert answered.reward == 0.5 and answered.info == {"n_scorable": 0, "blank": False}
+
+
+@pytest.mark.parametrize(
+    "text,phrase,ok",
+    [
+        ("Research", "sea", False),
+        ("the_sea", "sea", False),  # underscore is a word character, as in regex \b
+        ("sea-side", "sea", True),  # a hyphen is not
+        ("New  York", "new york", True),
+        ("NewYork", "new york", False),
+        ("x", "   ", False),
+    ],
+)
+def test_contains_phrase(text, phrase, ok):
+    assert contains_phrase(text, phrase) is ok

@@ -8,13 +8,12 @@ import pytest
 
 from openrlhf_reward.schema import Requirement
 from openrlhf_reward.scorers import (
-    _LOADED,
-    _REGISTRY,
     Scorer,
     ScoreRequest,
     ScoreResult,
     get_scorer,
     register_scorer,
+    unregister_scorer,
 )
 
 REQS = (
@@ -58,8 +57,25 @@ def doubles():
     KeywordDouble.asked = []
     yield
     for name in ("test-keyword", "test-length"):
-        _REGISTRY.pop(name, None)
-        _LOADED.pop(name, None)
+        unregister_scorer(name)
+
+
+def test_registry_refuses_a_conflicting_name_and_unregisters():
+    from openrlhf_reward.scorers import available_scorers
+
+    register_scorer("test-keyword")(KeywordDouble)  # the same class again: a no-op
+    with pytest.raises(ValueError, match=r"'test-keyword' is already registered to .*KeywordDouble"):
+        register_scorer("test-keyword")(LengthDouble)
+    with pytest.raises(ValueError, match=r"'rules' is already registered to "
+                                         r"openrlhf_reward\.scorers\.rules:RulesScorer"):
+        register_scorer("rules")(LengthDouble)  # built-in, not imported yet: still refused
+    assert get_scorer("test-keyword").__class__ is KeywordDouble  # nothing was overwritten
+    unregister_scorer("test-length")
+    assert "test-length" not in available_scorers()
+    with pytest.raises(ValueError, match="unknown reward backend 'test-length'"):
+        get_scorer("test-length")
+    register_scorer("test-length")(KeywordDouble)  # free again
+    assert get_scorer("test-length").__class__ is KeywordDouble
 
 
 def _rules_then_keyword(**kw):

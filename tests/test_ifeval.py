@@ -92,6 +92,96 @@ def test_bad_ifeval_labels_name_the_problem(ids, kwargs, match):
         requirements_from_ifeval(ids, kwargs)
 
 
+def test_language_table_matches_lm_eval():
+    from lm_eval.tasks.ifeval.instructions_util import LANGUAGE_CODES
+
+    from openrlhf_reward.ifeval import IFEVAL_LANGUAGES
+
+    assert tuple(LANGUAGE_CODES) == IFEVAL_LANGUAGES
+
+
+def test_integral_float_kwargs_become_ints():
+    [nth, letters] = requirements_from_ifeval(
+        ["length_constraints:nth_paragraph_first_word", "keywords:letter_frequency"],
+        [{"num_paragraphs": 4.0, "nth_paragraph": 3.0, "first_word": "then"},
+         {"letter": "a", "let_frequency": 2.0, "let_relation": "at least"}],
+    )
+    assert nth.check["kwargs"] == {"num_paragraphs": 4, "nth_paragraph": 3, "first_word": "then"}
+    assert type(nth.check["kwargs"]["nth_paragraph"]) is int
+    assert "paragraph 3" in nth.text.lower()
+    assert letters.check["kwargs"]["let_frequency"] == 2
+    assert run_check("a banana", letters.check) is True
+    # a float spec given directly as a check is normalised too
+    spec = {"kind": "ifeval", "instruction_id": "length_constraints:number_words",
+            "kwargs": {"num_words": 3.0, "relation": "less than"}}
+    validate_check(spec)
+    assert run_check("two words", spec) is True
+
+
+@pytest.mark.parametrize(
+    "iid, kwargs, match",
+    [
+        ("length_constraints:number_words", {"num_words": "abc", "relation": "at least"},
+         "kwargs.num_words must be an integer, got 'abc'"),
+        ("length_constraints:number_words", {"num_words": 2.5, "relation": "at least"},
+         "kwargs.num_words must be an integer, got 2.5"),
+        ("length_constraints:number_words", {"num_words": True, "relation": "at least"},
+         "kwargs.num_words must be an integer"),
+        ("keywords:existence", {"keywords": "storm"}, "kwargs.keywords must be a list of strings"),
+        ("keywords:existence", {"keywords": ["x" * 300]}, "longer than 256"),
+        ("startend:end_checker", {"end_phrase": 5}, "kwargs.end_phrase must be a string"),
+        ("language:response_language", {"language": "xx"}, "kwargs.language 'xx' is not one of"),
+    ],
+)
+def test_wrong_kwarg_types_name_the_field(iid, kwargs, match):
+    with pytest.raises(CheckSpecError, match=match):
+        validate_check({"kind": "ifeval", "instruction_id": iid, "kwargs": kwargs})
+    with pytest.raises(DataError, match=match):
+        requirements_from_ifeval([iid], [kwargs])
+
+
+def test_regex_kwargs_are_literal_text():
+    def check(iid, kwargs, text):
+        spec = {"kind": "ifeval", "instruction_id": iid, "kwargs": kwargs}
+        validate_check(spec)
+        return run_check(text, spec)
+
+    assert check("keywords:existence", {"keywords": ["("]}, "a (b") is True
+    assert check("keywords:existence", {"keywords": ["(a+)+$"]}, "a" * 5000 + "!") is False
+    assert check("keywords:existence", {"keywords": ["a.c"]}, "abc") is False
+    assert check("keywords:frequency", {"keyword": "a+", "frequency": 2, "relation": "at least"},
+                 "a+ and A+") is True
+    assert check("keywords:forbidden_words", {"forbidden_words": ["c++"]}, "no pluses") is True
+    assert check("detectable_format:multiple_sections",
+                 {"section_spliter": "S.", "num_sections": 2}, "S. 1 x SX 2 y") is False
+    assert check("detectable_content:postscript", {"postscript_marker": "Note.*"},
+                 "Note: hi") is False
+
+
+def test_negative_and_out_of_range_arguments_are_not_scorable():
+    assert run_check("x", {"kind": "ifeval", "instruction_id": "length_constraints:number_words",
+                           "kwargs": {"num_words": -3, "relation": "at least"}}) is None
+    assert run_check("x\n\ny", {"kind": "ifeval",
+                                 "instruction_id": "length_constraints:nth_paragraph_first_word",
+                                 "kwargs": {"num_paragraphs": 2, "nth_paragraph": 3,
+                                            "first_word": "y"}}) is None
+
+
+def test_deeply_nested_json_answer_fails_without_error():
+    spec = {"kind": "ifeval", "instruction_id": "detectable_format:json_format", "kwargs": {}}
+    assert run_check("[" * 100_000 + "]" * 100_000, spec) is False
+    assert run_check('{"a": [1, 2]}', spec) is True
+
+
+def test_preload_imports_lm_eval_and_nltk():
+    code = (
+        "import sys, openrlhf_reward.ifeval as m; assert 'lm_eval' not in sys.modules; m.preload();"
+        "assert 'lm_eval.tasks.ifeval.instructions_registry' in sys.modules and 'nltk' in sys.modules"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def test_validate_check_ifeval_kind():
     validate_check({"kind": "ifeval", "instruction_id": "punctuation:no_comma"})
     with pytest.raises(CheckSpecError, match="needs"):

@@ -68,7 +68,7 @@ class ScriptedChat:
                     out = {"content": out}
                 self._send(200, {
                     "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
+                    "choices": [{"index": 0, "finish_reason": out.get("finish_reason", "stop"),
                                  "message": {"role": "assistant", "content": out["content"]},
                                  "logprobs": out.get("logprobs")}],
                 })
@@ -469,3 +469,224 @@ def test_string_options_are_converted(chat_double):
     assert srv.calls[0][1]["top_k"] == 1  # extra_body reaches the endpoint
     with pytest.raises(ValueError, match="concurrency"):
         get_scorer("judge", model="m", concurrency="many")
+
+
+# --------------------------------------------------------------------------- cerm mode
+
+from openrlhf_reward.scorers.judge import (  # noqa: E402
+    CERM_CRITERIA_TEMPLATE,
+    parse_boxed_scores,
+    parse_cerm_criteria,
+    parse_cerm_score,
+    truncate_middle,
+)
+
+
+def cerm_kind(body: dict) -> str:
+    msgs = body["messages"]
+    if len(msgs) == 1 and "[Start of Query]" in msgs[0]["content"]:
+        return "cerm_criteria"
+    if len(msgs) == 3 and "[Start of Response]" in msgs[2]["content"]:
+        return "cerm_eval"
+    return "other"
+
+
+def _between(text: str, start: str, end: str) -> str:
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
+
+
+def cerm_script(kind, body):
+    msgs = body["messages"]
+    k = cerm_kind(body)
+    if k == "cerm_criteria":
+        q = _between(msgs[0]["content"], "[Start of Query]", "[End of Query]")
+        return (f"The query asks: {q}.\n[Start of Criteria]\n1. Relevance: answers {q}\n"
+                "2. Clarity: easy to follow\n[End of Criteria]")
+    if k == "cerm_eval":
+        resp = _between(msgs[2]["content"], "[Start of Response]", "[End of Response]")
+        overall = {"good": "8.5", "poor": "2", "tie": "5"}.get(resp.split()[0], "nothing")
+        return (f"Relevance: fine. \\boxed{{4}}\nClarity: ok \\boxed{{3.5}}\n"
+                f"Overall: \\boxed{{{overall}}}")
+    raise AssertionError(k)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("a \\boxed{4} b \\boxed{7.5}", 7.5), ("\\boxed{ 10 }", 10.0), ("\\boxed{7/10}", 7.0),
+     ("\\boxed{**6**}", 6.0), ("\\boxed{11}", None), ("\\boxed{-1}", None),
+     ("\\boxed{3} then \\boxed{good}", None), ("no box at all: 7", None), ("", None), (None, None),
+     ("<think>\\boxed{9}</think>final \\boxed{2.5}", 2.5), ("<think>\\boxed{9}</think>none", None)],
+)
+def test_parse_cerm_score_is_the_last_boxed_number(text, expected):
+    assert parse_cerm_score(text) == expected
+
+
+def test_parse_cerm_criteria_and_boxed_lists():
+    assert parse_cerm_criteria("analysis\n[Start of Criteria]\n1. A: a\n[End of Criteria]") == "1. A: a"
+    assert parse_cerm_criteria("[Start of Criteria]\n1. A: a") is None  # unterminated
+    assert parse_cerm_criteria("[Start of Criteria]  [End of Criteria]") is None  # empty
+    assert parse_boxed_scores("\\boxed{1} \\boxed{x} \\boxed{2.5}") == [1.0, None, 2.5]
+
+
+def test_truncate_middle_keeps_head_and_tail():
+    text = "H" * 100 + "M" * 1000 + "T" * 100
+    out, removed = truncate_middle(text, 400)
+    assert removed == len(text) - 400 and out.startswith("H" * 100) and out.endswith("T" * 100)
+    assert f"[... {removed} characters omitted ...]" in out
+    assert truncate_middle("short", 400) == ("short", 0)
+    assert truncate_middle(text, 0) == (text, 0)  # 0 = never
+
+
+def test_cerm_two_turn_protocol_shares_criteria_and_scales(chat_double):
+    srv = chat_double(lambda kind, body: cerm_script(kind, body), delay=0.1)
+    sc = judge(srv, mode="cerm", concurrency=16)
+    prompt = "Write a poem about rain. Use four lines."
+    try:
+        batch = [ScoreRequest(prompt, f"{w} answer {i}", (), query="Write a poem about rain.")
+                 for i, w in enumerate(["good", "poor", "tie", "broken"] * 2)]
+        results = sc.score(batch)
+    finally:
+        sc.close()
+    assert [r.reward for r in results] == [0.85, 0.2, 0.5, 0.0] * 2
+    assert results[3].info["all_unparsed"] is True and results[3].info["unparsed"] == ["overall"]
+    assert results[0].info["overall"] == 8.5 and results[0].info["criterion_scores"] == [4.0, 3.5]
+    assert results[0].info["criteria_parsed"] is True and results[0].info["truncated"] == 0
+    kinds = [cerm_kind(b) for _, b in srv.calls]
+    assert kinds.count("cerm_criteria") == 1 and kinds.count("cerm_eval") == 8  # shared by the group
+    crit = next(b for _, b in srv.calls if cerm_kind(b) == "cerm_criteria")
+    # criteria from the query alone: the FULL instruction, no response, no system turn
+    assert _between(crit["messages"][0]["content"], "[Start of Query]", "[End of Query]") == prompt
+    assert "answer" not in crit["messages"][0]["content"]
+    assert crit["max_tokens"] == 4096 and crit["temperature"] == 0.0
+    assert crit["chat_template_kwargs"] == {"enable_thinking": False}
+    ev = next(b for _, b in srv.calls if cerm_kind(b) == "cerm_eval")
+    assert [m["role"] for m in ev["messages"]] == ["user", "assistant", "user"]
+    assert ev["messages"][1]["content"] == cerm_script("", crit)  # the whole criteria answer kept
+    assert ev["max_tokens"] == 8192 and ev["chat_template_kwargs"] == {"enable_thinking": False}
+    st = sc.stats()
+    assert (st["criteria_calls"], st["cerm_evals"], st["cerm_unparsed"]) == (1, 8, 2)
+    assert st["criteria_shared"] + st["criteria_cache_hits"] == 7 and st["calls"] == 9
+
+
+def test_cerm_raw_scale_unparsed_reward_and_untagged_criteria(chat_double):
+    def script(kind, body):
+        if cerm_kind(body) == "cerm_criteria":
+            return "I would check relevance and clarity."  # no tags: counted, still used
+        return cerm_script(kind, body)
+
+    srv = chat_double(script)
+    sc = judge(srv, mode="cerm", cerm_scale="raw", unparsed_reward=-1.0, report_raw=True,
+               extra_body={"chat_template_kwargs": {"enable_thinking": True}, "top_k": 1})
+    try:
+        good, broken = sc.score([ScoreRequest("p", "good one", REQS[:1]), ScoreRequest("p", "broken", ())])
+    finally:
+        sc.close()
+    assert good.reward == 8.5 and good.info["criteria_parsed"] is False
+    assert good.requirement_scores == {"c1": None}  # holistic: requirements get no own score
+    assert broken.reward == -1.0 and broken.info["raw"].endswith("\\boxed{nothing}")
+    assert sc.stats()["criteria_unparsed"] == 1
+    body = srv.calls[-1][1]
+    assert body["messages"][1]["content"] == "I would check relevance and clarity."
+    assert body["chat_template_kwargs"] == {"enable_thinking": True} and body["top_k"] == 1
+
+
+def test_cerm_evaluation_cut_off_by_its_budget_is_unparsed(chat_double):
+    def script(kind, body):
+        if cerm_kind(body) == "cerm_criteria":
+            return cerm_script(kind, body)
+        # the overall score never came: the last box is a criterion's
+        return {"content": "Relevance \\boxed{4}\nClarity \\boxed{3", "finish_reason": "length"}
+
+    srv = chat_double(script)
+    sc = judge(srv, mode="cerm")
+    try:
+        [res] = sc.score([ScoreRequest("p", "good", ())])
+    finally:
+        sc.close()
+    assert res.info["all_unparsed"] is True and res.info["cut_off"] is True and res.reward == 0.0
+    assert sc.stats()["cerm_unparsed"] == 1
+
+
+def test_cerm_templates_from_files(chat_double, tmp_path):
+    crit_file = tmp_path / "crit.txt"
+    crit_file.write_text("Q=[Start of Query]\n{query}\n[End of Query] braces {kept}")
+    eval_file = tmp_path / "eval.txt"
+    eval_file.write_text("R=[Start of Response]\n{response}\n[End of Response] \\boxed{} for {query}")
+    srv = chat_double(lambda kind, body: cerm_script(kind, body))
+    sc = judge(srv, mode="cerm", criteria_template_file=str(crit_file), eval_template_file=str(eval_file))
+    try:
+        [res] = sc.score([ScoreRequest("the task", "good text", ())])
+    finally:
+        sc.close()
+    assert res.reward == 0.85
+    crit, ev = srv.calls[0][1], srv.calls[1][1]
+    assert crit["messages"][0]["content"] == "Q=[Start of Query]\nthe task\n[End of Query] braces {kept}"
+    assert ev["messages"][2]["content"] == (
+        "R=[Start of Response]\ngood text\n[End of Response] \\boxed{} for the task")
+    assert "{query}" in CERM_CRITERIA_TEMPLATE  # the built-in template is filled the same way
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("no placeholder")
+    with pytest.raises(ValueError, match=r"eval_template_file .*bad.txt.* \{response\}"):
+        get_scorer("judge", model="m", mode="cerm", eval_template_file=str(bad))
+    with pytest.raises(ValueError, match="criteria_template_file .*missing.txt.* cannot be read"):
+        get_scorer("judge", model="m", mode="cerm", criteria_template_file=str(tmp_path / "missing.txt"))
+    with pytest.raises(ValueError, match="cerm_scale"):
+        get_scorer("judge", model="m", mode="cerm", cerm_scale="percent")
+
+
+@pytest.mark.parametrize("mode", ["verdict", "criteria", "cerm"])
+def test_huge_response_is_truncated_not_fatal(chat_double, mode):
+    seen = []
+
+    def script(kind, body):
+        seen.append(sum(len(m["content"]) for m in body["messages"]))
+        if mode == "cerm":
+            return cerm_script(kind, body)
+        return criteria_script(kind, body) if mode == "criteria" else "Yes"
+
+    srv = chat_double(script)
+    sc = judge(srv, mode=mode, max_response_chars=1000)
+    huge = "good " + "x" * 2_000_000  # a 2 MB answer
+    try:
+        big, small = sc.score([ScoreRequest("p", huge, REQS[:1], query="q"),
+                               ScoreRequest("p", "good short", REQS[:1], query="q")])
+    finally:
+        sc.close()
+    assert big.info["truncated"] == 1 and big.info["truncated_chars"] == len(huge) - 1000
+    assert small.info["truncated"] == 0
+    assert big.reward == small.reward > 0
+    assert max(seen) < 10_000  # nothing near 2 MB reached the endpoint
+    assert sc.stats()["responses_truncated"] == 1
+
+
+def test_cerm_needs_no_requirements_in_server_labels():
+    from openrlhf_reward.server.config import ServerConfig
+
+    cerm = get_scorer("judge", model="m", mode="cerm")
+    verdict = get_scorer("judge", model="m")
+    try:
+        assert ServerConfig().protocol_options("judge", cerm).require_requirements is False
+        assert ServerConfig().protocol_options("judge", verdict).require_requirements is True
+    finally:
+        cerm.close()
+        verdict.close()
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_cerm_against_real_vllm_server(vllm_server):
+    """The CE-RM protocol against vLLM's real OpenAI server: the multi-turn conversation and
+    ``chat_template_kwargs`` are accepted; a random model's gibberish is counted, never scored."""
+    sc = get_scorer("judge", model=vllm_server.model, base_url=vllm_server.base_url, mode="cerm",
+                    cerm_criteria_max_tokens=24, cerm_eval_max_tokens=16, timeout=120, max_retries=1)
+    batch = [ScoreRequest("Write about the sea.", f"The sea is blue {i}.", ()) for i in range(3)]
+    try:
+        results = sc.score(batch)
+    finally:
+        sc.close()
+    st = sc.stats()
+    assert st["failures"] == 0 and st["criteria_calls"] == 1 and st["cerm_evals"] == 3 and st["calls"] == 4
+    assert st["cerm_unparsed"] == sum(r.info["all_unparsed"] for r in results)
+    for r in results:
+        assert 0.0 <= r.reward <= 1.0 and r.info["mode"] == "cerm"

@@ -131,6 +131,20 @@ def test_rules_tasks_through_weval_match_independent_computation(tmp_path):
             assert rec[k] == pytest.approx(v)
 
 
+def test_readme_demo_figures_for_rules_match_the_computation():
+    """The README's `rules` figures on the demo set are what the metrics give (the weval run
+    itself is checked against the same computation above)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r"On the demo set the `rules` scorer gets Correlation ([\d.]+), IL ([\d.]+), PL ([\d.]+), "
+                  r"top-1 ([\d.]+),\s+tie rate ([\d.]+)", readme)
+    assert m, "README no longer states the demo figures in the expected sentence"
+    got = expected_rules_results(DEMO_DATA)["weval_all"]
+    stated = dict(zip(("correlation", "il", "pl", "top1", "tie_rate"), map(float, m.groups())))
+    assert stated == {k: round(got[k], 1) for k in stated}
+
+
 def test_weval_runs_on_a_user_file_via_metadata(tmp_path):
     # A user's own file: two demo documents with one candidate's response replaced.
     docs = [d for d in load_weval_jsonl(DEMO_DATA) if d.category == "academic_writing"][:2]

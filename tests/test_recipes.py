@@ -650,3 +650,85 @@ def test_eval_weval_script_end_to_end(shims, tmp_path):
         samples = list((run_dir / "eval" / name).rglob("samples_weval-*.jsonl"))  # --log_samples
         assert len(samples) == 5 and all(len(f.read_text().splitlines()) == 2 for f in samples)  # LIMIT 2
     assert list((run_dir / "eval" / "logs").glob("eval_weval-*.log"))
+
+
+# ---------------------------------------------------------------------------------------
+# train_cerm.sh (CE-RM: GRPO with the two-stage rollout agent, no reward server)
+# ---------------------------------------------------------------------------------------
+
+def test_train_cerm_usage_strict_mode_and_variables(env_for):
+    test_recipe_has_usage_strict_mode_and_documents_its_variables("train_cerm.sh", env_for)
+
+
+@needs_openrlhf
+def test_train_cerm_defaults_parse_with_openrlhf(env_for, tmp_path, openrlhf_version):
+    from openrlhf_reward.cerm.rollout import CermAgentConfig
+
+    env = env_for()
+    run_dir = Path(env["RUN_DIR"])
+    cmds = dry_run("train_cerm.sh", env)
+    assert not find(cmds, "openrlhf-reward")  # no PAIRS: the rows are used as they are
+    params, a, _ = _grpo(cmds)
+    agent = ROOT / "openrlhf_reward" / "cerm" / "agent.py"
+    assert a.train.agent_func_path == str(agent) and agent.is_file()
+    assert a.reward.remote_url == ["agent"]  # what OpenRLHF sets when the agent computes rewards
+    assert a.algo.advantage.estimator == "group_norm" and a.critic.model_name_or_path is None
+    assert a.actor.model_name_or_path == "Qwen/Qwen3-4B-Instruct-2507"
+    assert a.data.prompt_dataset == str(run_dir / "cerm_data" / "rows.jsonl")
+    assert a.data.input_key == "input" and a.data.label_key == "label" and a.data.apply_chat_template
+    # the paper's RL settings: mini-batch 64, 4 mini-batches per step, lr 2e-6, KL 1e-3
+    assert a.rollout.batch_size * a.rollout.n_samples_per_prompt == 4 * a.train.batch_size == 256
+    assert (a.actor.adam.lr, a.algo.kl.init_coef, a.algo.kl.use_loss) == (2e-6, 1e-3, True)
+    world = a.actor.num_nodes * a.actor.num_gpus_per_node
+    assert a.train.batch_size % (a.train.micro_batch_size * world) == 0
+    assert a.train.colocate_all and world == a.vllm.num_engines * a.vllm.tensor_parallel_size
+    assert a.eval.dataset is None
+    assert a.vllm.enable_prefix_caching  # counterparts share the query + criteria prefix
+    # the agent's settings travel in the job's environment, and the agent reads every one
+    env_vars = json.loads(params["runtime_env_json"])["env_vars"]
+    cfg = CermAgentConfig.from_env(env_vars)
+    assert (cfg.counterparts, cfg.tie_reward, cfg.malformed_reward) == (2, 0.0, -1.0)
+    assert (cfg.criteria_max_tokens, cfg.eval_max_tokens, cfg.max_response_chars) == (2048, 4096, 16000)
+    assert {k for k in env_vars if k.startswith("CERM_")} == {
+        "CERM_" + f.upper() for f in ("counterparts", "tie_reward", "malformed_reward", "no_counterpart_reward",
+                                      "criteria_max_tokens", "eval_max_tokens", "max_response_chars")}
+
+
+@needs_openrlhf
+def test_train_cerm_builds_rows_from_pairs_and_passes_overrides(env_for, tmp_path, openrlhf_version):
+    from openrlhf_reward.cerm.rollout import CermAgentConfig
+    from openrlhf_reward.cli import build_parser
+
+    tmpl = tmp_path / "eval.txt"
+    tmpl.write_text("{response}")
+    env = env_for(PAIRS=str(tmp_path / "pairs.parquet"), COUNTERPARTS="4", TIE_REWARD="0.5",
+                  EVAL_TEMPLATE_FILE=str(tmpl), EVAL_PROMPT_DATA=str(tmp_path / "eval.jsonl"),
+                  RAY_WORKING_DIR=str(tmp_path), N_SAMPLES="4", NUM_NODES="2")
+    cmds = dry_run("train_cerm.sh", env, ["--data.max_samples", "100"])
+    (build,) = find(cmds, "openrlhf-reward")
+    ns = build_parser().parse_args(build[1:])  # this package's own parser
+    rows = str(Path(env["RUN_DIR"]) / "cerm_data" / "rows.jsonl")
+    assert (ns.command, ns.input, ns.output) == ("build-cerm", str(tmp_path / "pairs.parquet"), rows)
+    params, a, _ = _grpo(cmds)
+    assert a.data.prompt_dataset == rows and a.eval.dataset == str(tmp_path / "eval.jsonl")
+    assert a.rollout.n_samples_per_prompt == 4 and a.data.max_samples == 100
+    assert (a.actor.num_nodes, a.vllm.num_engines) == (2, 16)
+    runtime = json.loads(params["runtime_env_json"])
+    assert runtime["working_dir"] == str(tmp_path)
+    cfg = CermAgentConfig.from_env(runtime["env_vars"])
+    assert (cfg.counterparts, cfg.tie_reward, cfg.eval_template_file) == (4, 0.5, str(tmpl))
+
+
+def test_train_cerm_validation_has_teeth(env_for):
+    proc = run_recipe("train_cerm.sh", env_for(N_SAMPLES="1"))
+    assert proc.returncode != 0 and "N_SAMPLES must be >= 2" in proc.stderr
+    proc = run_recipe("train_cerm.sh", env_for(TRAIN_BATCH_SIZE="100"))
+    assert proc.returncode != 0 and "must be a multiple of" in proc.stderr
+    proc = run_recipe("train_cerm.sh", env_for(COUNTERPARTS="0"))
+    assert proc.returncode != 0 and "COUNTERPARTS must be >= 1" in proc.stderr
+
+
+def test_train_cerm_dry_run_creates_nothing(env_for, tmp_path):
+    assert dry_run("train_cerm.sh", env_for(PAIRS=str(tmp_path / "p.jsonl")))
+    leftovers = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert not leftovers, f"DRY_RUN wrote files: {leftovers}"

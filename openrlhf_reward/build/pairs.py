@@ -24,7 +24,7 @@ requirements)``, the prompt level 0 answered). Two granularities:
   full instruction), so the RM is trained on exactly the text it is scored with; chosen and
   rejected are the same two answers; ``margin = 1`` and ``dropped = [that requirement]``.
 
-Record (DESIGN.md "WRL reward-model pair", plus ``id`` and ``source``)::
+Record (the RM pair layout of docs/data.md, plus ``id`` and ``source``)::
 
     {"id": "inst-7:q:0-2", "prompt": [{"role": "user", "content": ...}],
      "chosen": [{"role": "assistant", "content": ...}], "rejected": [{"role": "assistant", ...}],

@@ -29,14 +29,16 @@ SCORERS: Registry[type[Scorer]] = Registry(
         "length": "openrlhf_reward.scorers.length:LengthScorer",
     },
 )
-# The registry's own dicts, under their former names (tests unregister their doubles here).
-_REGISTRY = SCORERS.paths
-_LOADED = SCORERS.loaded
 
 
 def register_scorer(name: str) -> Callable[[type[Scorer]], type[Scorer]]:
     """Class decorator that registers a backend under ``name`` (for third-party backends)."""
     return SCORERS.register(name)
+
+
+def unregister_scorer(name: str) -> None:
+    """Remove the backend registered as ``name`` (e.g. a test double)."""
+    SCORERS.unregister(name)
 
 
 def available_scorers() -> list[str]:
@@ -61,4 +63,5 @@ __all__ = [
     "get_scorer",
     "register_scorer",
     "scorer_class",
+    "unregister_scorer",
 ]

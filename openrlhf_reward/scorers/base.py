@@ -52,6 +52,9 @@ class Scorer(ABC):
     """A reward backend. ``score`` takes a batch and returns one result per request."""
 
     name: ClassVar[str] = ""
+    #: Whether labels must carry requirements (False for holistic backends such as ``bt``);
+    #: the server refuses labels without them unless its ``require_requirements`` says otherwise.
+    needs_requirements: ClassVar[bool] = True
 
     @abstractmethod
     def score(self, batch: Sequence[ScoreRequest]) -> list[ScoreResult]: ...

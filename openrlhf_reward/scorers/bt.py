@@ -72,6 +72,7 @@ class BTScorer(Scorer):
 
     name: ClassVar[str] = "bt"
     config_class: ClassVar[type] = BTConfig
+    needs_requirements: ClassVar[bool] = False  # holistic: one reward per response
 
     def __init__(self, **kwargs: Any) -> None:
         self.config = build_config(self.config_class, kwargs, self.name)

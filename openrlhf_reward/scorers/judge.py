@@ -18,6 +18,22 @@ Two modes:
     per-requirement detail is kept), then the derived criteria. Item score = (s - 1) / 9;
     reward = mean over the parsed items.
 
+``cerm`` (the CE-RM protocol, e.g. ``PKU-ONELab/CE-RM-4B``; see docs/cerm.md)
+    One conversation per response, no system message, greedy, thinking disabled through
+    ``chat_template_kwargs``. Turn 1 (from the query alone, shared by every response to it,
+    cached and de-duplicated like ``criteria``): the judge analyses the query and lists
+    criteria between ``[Start of Criteria]`` and ``[End of Criteria]``. Its whole answer stays
+    in the conversation. Turn 2 (per response): per-criterion 0-5 and an overall 0-10 score,
+    each as ``\boxed{N}``. Reward = the LAST boxed number, divided by 10 (``cerm_scale=unit``)
+    or as is (``raw``). Here the "query" is the full instruction (``ScoreRequest.prompt``):
+    the judge must see every requirement the response is held to. Labels need no
+    requirements.
+
+Every mode bounds its inputs: a response longer than ``max_response_chars`` is cut in the
+middle (head and tail kept, a marker in between) before it goes into a prompt;
+``ScoreResult.info["truncated"]`` counts it (0 or 1) and ``stats()["responses_truncated"]``
+sums it.
+
 Unparseable output is never turned into a score. A verdict that is not a leading Yes/No, an
 item line that is missing or out of range, or criteria with no numbered line, is counted
 (``stats()`` and ``ScoreResult.info``): the requirement's score is None and the reward is the
@@ -26,7 +42,7 @@ explicit, JSON-safe) and ``info["all_unparsed"]`` is True, so a server can repor
 
 Transport: the ``openai`` client's ``AsyncOpenAI`` on a private event loop thread, a
 semaphore for ``concurrency``, per-call ``timeout``, and ``max_retries`` with exponential
-backoff on connection errors, timeouts, 408/409/429 and 5xx. Other HTTP errors, or retries
+backoff (:mod:`openrlhf_reward.retry`: connection errors, timeouts, 408/409/425/429, 5xx). Other HTTP errors, or retries
 exhausted, raise :class:`JudgeError` (a reward server answers 5xx and the trainer retries).
 """
 
@@ -43,7 +59,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from openrlhf_reward.config import build_config
+from openrlhf_reward.retry import async_call_with_retries
 from openrlhf_reward.scorers.base import Scorer, ScoreRequest, ScoreResult
+from openrlhf_reward.teachers.base import strip_reasoning
 
 # --------------------------------------------------------------------------- prompts
 
@@ -92,11 +110,40 @@ SCORE_PROMPT = (
     'in the form "<item number>: <score from 1 to 10>" and nothing else.'
 )
 
-MODES = ("verdict", "criteria")
+#: CE-RM turn 1 (user message); ``{query}`` is replaced literally (other braces are kept).
+CERM_CRITERIA_TEMPLATE = """You are an expert evaluator. Before seeing any response, work out how responses to the query below should be judged.
+
+[Start of Query]
+{query}
+[End of Query]
+
+First analyse what an ideal response to this query has to achieve. Then write a minimal, complete and non-overlapping set of evaluation criteria. Each criterion is a short term followed by a clear, unambiguous description of what it covers. Put the most important criterion first.
+
+After your analysis, give the criteria as a numbered list between the tags [Start of Criteria] and [End of Criteria], exactly like this:
+[Start of Criteria]
+1. <term>: <description>
+2. <term>: <description>
+...
+[End of Criteria]"""
+
+#: CE-RM turn 2 (user message, after the judge's criteria answer); ``{response}`` is
+#: replaced literally (``{query}`` too, if a replacement template uses it).
+CERM_EVAL_TEMPLATE = r"""Now evaluate the following response to the query against your criteria.
+
+[Start of Response]
+{response}
+[End of Response]
+
+Go through your criteria in order. For each one, write a short analysis of how well the response meets it, then give a score from 0 to 5 (an integer or a half point such as 3.5) written as \boxed{score}. If something important is not covered by your criteria, you may add one extra criterion named "Other Point(s)" for bonuses or deductions, analysed and scored in the same way. Finally, give the response an overall score from 0 to 10 (an integer or a half point) written as \boxed{score}; this must be the last thing you write."""
+
+CERM_SCALES = ("unit", "raw")
+#: A marker put where the middle of an over-long response was cut out.
+TRUNCATION_MARKER = "\n\n[... {n} characters omitted ...]\n\n"
+
+MODES = ("verdict", "criteria", "cerm")
 
 # --------------------------------------------------------------------------- parsing
 
-_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 # A leading Yes/No that stands alone: "Yes", "No.", "**Yes**, because", "Answer: No" - but
 # not "No idea" or "Yes and no" (a word right after it makes the answer ambiguous).
 _VERDICT = re.compile(
@@ -110,8 +157,14 @@ _ITEM_LINE = re.compile(
 )
 
 
+_BOXED = re.compile(r"\\boxed\{\s*([^{}]*?)\s*\}")
+_BOXED_NUMBER = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:\s*/\s*10)?$")
+_CRITERIA_BLOCK = re.compile(r"\[Start of Criteria\](.*?)\[End of Criteria\]", re.S | re.I)
+
+
 def _clean(text: str | None) -> str:
-    return _THINK.sub("", text or "").strip()
+    # A judge's reasoning is dropped exactly as a teacher's is (one rule for helper-model output).
+    return strip_reasoning(text or "")
 
 
 def parse_verdict(text: str | None) -> bool | None:
@@ -165,6 +218,65 @@ def parse_item_scores(text: str | None, n_items: int) -> list[float | None]:
     return [found.get(k) for k in range(1, n_items + 1)]
 
 
+def parse_cerm_criteria(text: str | None) -> str | None:
+    """The text between the last ``[Start of Criteria]`` / ``[End of Criteria]`` pair, or
+    None when the tags are missing or enclose nothing."""
+    blocks = [b.strip() for b in _CRITERIA_BLOCK.findall(_clean(text))]
+    blocks = [b for b in blocks if b]
+    return blocks[-1] if blocks else None
+
+
+def parse_boxed_scores(text: str | None) -> list[float | None]:
+    """Every ``\\boxed{...}`` of an answer, in order: its number, or None when it is not a
+    number (``\\boxed{N/10}`` is read as N)."""
+    out: list[float | None] = []
+    for inner in _BOXED.findall(_clean(text)):
+        m = _BOXED_NUMBER.match(inner.replace("**", "").strip())
+        out.append(float(m.group(1)) if m else None)
+    return out
+
+
+def parse_cerm_score(text: str | None) -> float | None:
+    """The CE-RM reward: the LAST boxed number of the evaluation, if it lies in [0, 10]."""
+    boxed = parse_boxed_scores(text)
+    if not boxed or boxed[-1] is None:
+        return None
+    s = boxed[-1]
+    return s if 0.0 <= s <= 10.0 and math.isfinite(s) else None
+
+
+def fill_template(template: str, **fields: str) -> str:
+    """``{name}`` -> value, literally: other braces (``\\boxed{}``) are left alone."""
+    for name, value in fields.items():
+        template = template.replace("{" + name + "}", value)
+    return template
+
+
+def truncate_middle(text: str, max_chars: int) -> tuple[str, int]:
+    """``text`` cut to about ``max_chars`` characters (head and tail kept, a marker between)
+    and the number of characters removed (0 when it fits)."""
+    if max_chars <= 0 or len(text) <= max_chars:
+        return text, 0
+    head = max_chars - max_chars // 4  # the start carries most of the content; the end its ending
+    tail = max_chars - head
+    removed = len(text) - head - tail
+    return text[:head] + TRUNCATION_MARKER.format(n=removed) + (text[-tail:] if tail else ""), removed
+
+
+def _read_template(path: str | None, default: str, placeholder: str, option: str) -> str:
+    if not path:
+        return default
+    try:
+        text = open(path, encoding="utf-8").read()
+    except OSError as e:
+        raise ValueError(f"backend 'judge': {option} {path!r} cannot be read: {e.strerror}") from None
+    if "{" + placeholder + "}" not in text:
+        raise ValueError(
+            f"backend 'judge': {option} {path!r} lacks the placeholder {{{placeholder}}}"
+        )
+    return text
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -184,7 +296,7 @@ class JudgeConfig:
     )
     mode: str = field(
         default="verdict",
-        metadata={"help": "'verdict' (yes/no per requirement) or 'criteria' (CE-RM pointwise)"},
+        metadata={"help": "'verdict' (yes/no per requirement), 'criteria' (CE-RM-style 1-10 items) or 'cerm' (the CE-RM protocol)"},
     )
     concurrency: int = field(default=32, metadata={"help": "maximum chat calls in flight"})
     timeout: float = field(default=60.0, metadata={"help": "seconds per chat call"})
@@ -219,6 +331,25 @@ class JudgeConfig:
         default=None,
         metadata={"help": "extra request fields, e.g. {'chat_template_kwargs': {'enable_thinking': false}}"},
     )
+    max_response_chars: int = field(
+        default=16000,
+        metadata={"help": "responses longer than this are cut in the middle before prompting (0 = never)"},
+    )
+    cerm_scale: str = field(
+        default="unit", metadata={"help": "cerm reward: 'unit' = overall score / 10, 'raw' = 0-10"}
+    )
+    cerm_criteria_max_tokens: int = field(
+        default=4096, metadata={"help": "cerm: max tokens of the criteria turn"}
+    )
+    cerm_eval_max_tokens: int = field(
+        default=8192, metadata={"help": "cerm: max tokens of an evaluation turn"}
+    )
+    criteria_template_file: str | None = field(
+        default=None, metadata={"help": "cerm: file replacing the criteria turn's text (needs {query})"}
+    )
+    eval_template_file: str | None = field(
+        default=None, metadata={"help": "cerm: file replacing the evaluation turn's text (needs {response})"}
+    )
     report_raw: bool = field(
         default=False,
         metadata={"help": "put unparseable judge answers (first 200 chars) into ScoreResult.info"},
@@ -243,6 +374,9 @@ _STAT_KEYS = (
     "items",  # pointwise items asked
     "items_unparsed",  # items without a valid 1-10 score
     "samples_all_unparsed",  # samples that got unparsed_reward
+    "cerm_evals",  # cerm evaluation turns asked
+    "cerm_unparsed",  # cerm evaluations without a final boxed 0-10 number
+    "responses_truncated",  # responses cut to max_response_chars
 )
 
 
@@ -259,11 +393,23 @@ class JudgeScorer(Scorer):
         if cfg.mode not in MODES:
             raise ValueError(f"backend 'judge': mode must be one of {MODES}, got {cfg.mode!r}")
         for name in ("concurrency", "max_tokens", "criteria_max_tokens", "score_max_tokens",
-                     "max_criteria", "criteria_cache_size"):
+                     "max_criteria", "criteria_cache_size", "cerm_criteria_max_tokens",
+                     "cerm_eval_max_tokens"):
             if int(getattr(cfg, name)) < 1:
                 raise ValueError(f"backend 'judge': {name} must be >= 1, got {getattr(cfg, name)}")
         if cfg.max_retries < 0 or cfg.timeout <= 0:
             raise ValueError("backend 'judge': max_retries must be >= 0 and timeout > 0")
+        if cfg.cerm_scale not in CERM_SCALES:
+            raise ValueError(f"backend 'judge': cerm_scale must be one of {CERM_SCALES}, got {cfg.cerm_scale!r}")
+        if cfg.max_response_chars < 0:
+            raise ValueError(f"backend 'judge': max_response_chars must be >= 0, got {cfg.max_response_chars}")
+        self.criteria_template = _read_template(
+            cfg.criteria_template_file, CERM_CRITERIA_TEMPLATE, "query", "criteria_template_file")
+        self.eval_template = _read_template(
+            cfg.eval_template_file, CERM_EVAL_TEMPLATE, "response", "eval_template_file")
+        # The reward server asks a backend whether labels must carry requirements: CE-RM
+        # derives its criteria from the query, so it needs none.
+        self.needs_requirements: bool | None = False if cfg.mode == "cerm" else None
         self.config = cfg
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._cache: OrderedDict[str, tuple[list[str], bool]] = OrderedDict()
@@ -316,49 +462,73 @@ class JudgeScorer(Scorer):
 
     # ------------------------------------------------------------------ transport
 
-    async def _chat(self, system: str, user: str, max_tokens: int, logprobs: bool = False) -> Any:
-        """One chat completion with retries; returns the first choice."""
+    async def _chat(self, system: str, user: str, max_tokens: int, logprobs: bool = False,
+                    messages: list[dict[str, str]] | None = None) -> Any:
+        """One chat completion with retries; returns the first choice. ``messages`` replaces
+        the (system, user) pair for multi-turn conversations."""
         import openai
 
         cfg = self.config
         kwargs: dict[str, Any] = dict(
             model=cfg.model,
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+            messages=messages or [{"role": "system", "content": system}, {"role": "user", "content": user}],
             temperature=cfg.temperature,
             max_tokens=max_tokens,
         )
         if logprobs:
             kwargs.update(logprobs=True, top_logprobs=cfg.top_logprobs)
-        if cfg.extra_body:
-            kwargs["extra_body"] = cfg.extra_body
-        attempt = 0
-        while True:
-            try:
-                async with self._sem:
-                    resp = await self._client.chat.completions.create(**kwargs)
-                self._stats["calls"] += 1
-                if not resp.choices:
-                    return None
-                return resp.choices[0]
-            except openai.APIStatusError as e:
-                retryable = e.status_code in (408, 409, 429) or e.status_code >= 500
-                err: Exception = e
-            except (openai.APIConnectionError, openai.APITimeoutError) as e:
-                retryable, err = True, e
-            if not retryable or attempt >= cfg.max_retries:
-                self._stats["failures"] += 1
-                raise JudgeError(
-                    f"judge endpoint {cfg.base_url} failed after {attempt + 1} attempt(s): "
-                    f"{type(err).__name__}: {err}"
-                ) from err
+        extra_body = self._extra_body()
+        if extra_body:
+            kwargs["extra_body"] = extra_body
+
+        async def attempt() -> Any:
+            async with self._sem:
+                return await self._client.chat.completions.create(**kwargs)
+
+        tries = [1]
+
+        def count_retry(_: BaseException) -> None:
             self._stats["retries"] += 1
-            await asyncio.sleep(min(cfg.backoff_max, cfg.backoff_initial * 2**attempt))
-            attempt += 1
+            tries[0] += 1
+
+        try:
+            resp = await async_call_with_retries(
+                attempt, max_tries=cfg.max_retries + 1, backoff=cfg.backoff_initial,
+                backoff_max=cfg.backoff_max, on_retry=count_retry,
+            )
+        except (openai.APIStatusError, openai.APIConnectionError) as err:
+            self._stats["failures"] += 1
+            raise JudgeError(
+                f"judge endpoint {cfg.base_url} failed after {tries[0]} attempt(s): "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        self._stats["calls"] += 1
+        return resp.choices[0] if resp.choices else None
+
+    def _extra_body(self) -> dict[str, Any] | None:
+        """``extra_body``; in cerm mode with thinking disabled through the chat template
+        (vLLM's OpenAI server reads ``chat_template_kwargs``) unless extra_body says otherwise."""
+        body = self.config.extra_body
+        if self.config.mode != "cerm":
+            return body
+        body = dict(body or {})
+        body["chat_template_kwargs"] = {"enable_thinking": False, **(body.get("chat_template_kwargs") or {})}
+        return body
 
     # ------------------------------------------------------------------ scoring
 
+    def _response(self, req: ScoreRequest, info: dict[str, Any]) -> str:
+        """The response as it goes into a prompt: cut to ``max_response_chars``."""
+        text, removed = truncate_middle(req.response, self.config.max_response_chars)
+        info["truncated"] = int(removed > 0)
+        if removed:
+            info["truncated_chars"] = removed
+            self._stats["responses_truncated"] += 1
+        return text
+
     async def _score_batch(self, batch: list[ScoreRequest]) -> list[ScoreResult]:
-        one = self._verdict_sample if self.config.mode == "verdict" else self._criteria_sample
+        one = {"verdict": self._verdict_sample, "criteria": self._criteria_sample,
+               "cerm": self._cerm_sample}[self.config.mode]
         tasks = [asyncio.ensure_future(one(req)) for req in batch]
         try:
             results = await asyncio.gather(*tasks)
@@ -383,10 +553,10 @@ class JudgeScorer(Scorer):
             info=info,
         )
 
-    async def _verdict(self, req: ScoreRequest, requirement: str) -> tuple[float | None, str]:
+    async def _verdict(self, req: ScoreRequest, requirement: str, response: str) -> tuple[float | None, str]:
         self._stats["verdicts"] += 1
         user = VERDICT_PROMPT.format(
-            instruction=req.prompt or req.query or "", response=req.response, requirement=requirement
+            instruction=req.prompt or req.query or "", response=response, requirement=requirement
         )
         choice = await self._chat(VERDICT_SYSTEM_PROMPT, user, self.config.max_tokens,
                                   logprobs=self.config.logprobs)
@@ -404,10 +574,11 @@ class JudgeScorer(Scorer):
     async def _verdict_sample(self, req: ScoreRequest) -> ScoreResult:
         reqs = list(req.requirements)
         texts = [r.text for r in reqs] or [GENERIC_REQUIREMENT]
-        outs = await asyncio.gather(*(self._verdict(req, t) for t in texts))
+        info: dict[str, Any] = {}
+        response = self._response(req, info)
+        outs = await asyncio.gather(*(self._verdict(req, t, response) for t in texts))
         scores = {r.id: s for r, (s, _) in zip(reqs, outs)}
         parsed = [s for s, _ in outs if s is not None]
-        info: dict[str, Any] = {}
         bad = [i for i, (s, _) in enumerate(outs) if s is None]
         if bad:
             info["unparsed"] = [reqs[i].id if reqs else "generic" for i in bad]
@@ -441,8 +612,10 @@ class JudgeScorer(Scorer):
         while len(self._cache) > self.config.criteria_cache_size:
             self._cache.popitem(last=False)
 
-    async def _derive_criteria(self, query: str) -> tuple[list[str], bool]:
+    async def _derive_criteria(self, query: str) -> tuple[Any, bool]:
         self._stats["criteria_calls"] += 1
+        if self.config.mode == "cerm":
+            return await self._derive_cerm_criteria(query)
         user = CRITERIA_PROMPT.format(query=query, max_criteria=self.config.max_criteria)
         choice = await self._chat(CRITERIA_SYSTEM_PROMPT, user, self.config.criteria_max_tokens)
         text = choice.message.content if choice is not None and choice.message else None
@@ -459,10 +632,11 @@ class JudgeScorer(Scorer):
         items = [r.text for r in reqs] + list(criteria)
         if not items:
             items = [GENERIC_CRITERION]
+        info: dict[str, Any] = {}
         user = SCORE_PROMPT.format(
             instruction=req.prompt or req.query or "",
             items="\n".join(f"{i}. {t}" for i, t in enumerate(items, 1)),
-            response=req.response,
+            response=self._response(req, info),
             n_items=len(items),
         )
         self._stats["items"] += len(items)
@@ -473,11 +647,11 @@ class JudgeScorer(Scorer):
         n_bad = sum(s is None for s in norm)
         self._stats["items_unparsed"] += n_bad
         scores = {r.id: norm[i] for i, r in enumerate(reqs)}
-        info: dict[str, Any] = {
+        info.update({
             "criteria": list(criteria),
             "criteria_parsed": criteria_ok,
             "criterion_scores": norm[len(reqs):],
-        }
+        })
         if n_bad:
             info["unparsed"] = [
                 reqs[i].id if i < len(reqs) else f"criterion{i - len(reqs) + 1}"
@@ -486,3 +660,52 @@ class JudgeScorer(Scorer):
             if self.config.report_raw:
                 info["raw"] = (text or "")[:200]
         return self._finish(req, scores, [s for s in norm if s is not None], n_bad, info)
+
+    # cerm: the CE-RM two-turn protocol. The criteria turn is cached per query (the cache and
+    # in-flight de-duplication above); its value is (the judge's whole answer, tags found).
+
+    def _cerm_criteria_messages(self, query: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": fill_template(self.criteria_template, query=query)}]
+
+    async def _derive_cerm_criteria(self, query: str) -> tuple[str, bool]:
+        choice = await self._chat("", "", self.config.cerm_criteria_max_tokens,
+                                  messages=self._cerm_criteria_messages(query))
+        text = (choice.message.content if choice is not None and choice.message else None) or ""
+        ok = parse_cerm_criteria(text) is not None
+        if not ok:
+            self._stats["criteria_unparsed"] += 1
+        # The whole answer (analysis included) stays in the conversation, as in the protocol;
+        # only a leading <think> block is dropped.
+        return _clean(text), ok
+
+    async def _cerm_sample(self, req: ScoreRequest) -> ScoreResult:
+        query = req.prompt or req.query or ""
+        answer, criteria_ok = await asyncio.shield(self._criteria_task(query))
+        info: dict[str, Any] = {}
+        response = self._response(req, info)
+        messages = self._cerm_criteria_messages(query) + [
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": fill_template(self.eval_template, response=response, query=query)},
+        ]
+        self._stats["cerm_evals"] += 1
+        choice = await self._chat("", "", self.config.cerm_eval_max_tokens, messages=messages)
+        text = choice.message.content if choice is not None and choice.message else None
+        score = parse_cerm_score(text)
+        boxed = parse_boxed_scores(text)
+        if choice is not None and choice.finish_reason == "length":
+            # cut off by its budget: the last box is a per-criterion score, not the overall one
+            score = None
+            info["cut_off"] = True
+        info.update(criteria_parsed=criteria_ok, overall=score,
+                    criterion_scores=[b for b in boxed[:-1]] if score is not None else boxed)
+        parsed: list[float] = []
+        if score is None:
+            self._stats["cerm_unparsed"] += 1
+            info["unparsed"] = ["overall"]
+            if self.config.report_raw:
+                info["raw"] = (text or "")[-200:]
+        else:
+            parsed.append(score / 10.0 if self.config.cerm_scale == "unit" else score)
+        # CE-RM scores the response as a whole: requirements get no score of their own.
+        scores: dict[str, float | None] = {r.id: None for r in req.requirements}
+        return self._finish(req, scores, parsed, 0 if parsed else 1, info)

@@ -16,15 +16,14 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import Field, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+from openrlhf_reward.config import API_KEY_ENV, build_config
+from openrlhf_reward.retry import TransientError, call_with_retries, retryable_status
 from openrlhf_reward.scorers.base import Scorer, ScoreRequest, ScoreResult
-
-API_KEY_ENV = "OPENRLHF_REWARD_API_KEY"
 
 
 class RemoteRewardError(RuntimeError):
@@ -56,18 +55,12 @@ class RemoteScorer(Scorer):
 
     name = "remote"
     config_class = RemoteConfig
-    needs_requirements = False  # the server on the other side decides
+    needs_requirements: ClassVar[bool] = False  # the server on the other side decides
 
     def __init__(self, **kwargs: Any) -> None:
         import httpx
 
-        known = {f.name: f for f in fields(RemoteConfig)}
-        if unknown := sorted(set(kwargs) - set(known)):
-            raise TypeError(
-                f"backend 'remote': unknown option(s) {', '.join(map(repr, unknown))}; "
-                f"known options: {', '.join(sorted(known))}"
-            )
-        self.config = RemoteConfig(**{k: _coerce(k, v, known[k]) for k, v in kwargs.items()})
+        self.config = build_config(RemoteConfig, kwargs, "remote")
         self.urls = [u.strip() for u in self.config.url.replace("|", ",").split(",") if u.strip()]
         for u in self.urls:
             if not u.startswith(("http://", "https://")):
@@ -112,28 +105,26 @@ class RemoteScorer(Scorer):
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config
-        last: str = ""
-        delay = cfg.retry_backoff_s
-        for attempt in range(cfg.max_tries):
-            url = self._next_url()
+
+        def attempt() -> dict[str, Any]:
+            url = self._next_url()  # each try goes to the next server of a round-robin list
             try:
                 resp = self._client.post(url, json=body)
             except self._httpx.HTTPError as e:
-                last = f"{url}: {type(e).__name__}: {e}"
-            else:
-                if resp.status_code == 200:
-                    try:
-                        return resp.json()
-                    except ValueError:
-                        last = f"{url}: answer is not JSON"
-                elif 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
-                    raise RemoteRewardError(f"{url} refused the request ({resp.status_code}): {_message(resp)}")
-                else:
-                    last = f"{url}: HTTP {resp.status_code}: {_message(resp)}"
-            if attempt + 1 < cfg.max_tries:
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
-        raise RemoteRewardError(f"reward server failed after {cfg.max_tries} tries; last error: {last}")
+                raise TransientError(f"{url}: {type(e).__name__}: {e}") from e
+            if resp.status_code == 200:
+                try:
+                    return resp.json()
+                except ValueError:
+                    raise TransientError(f"{url}: answer is not JSON") from None
+            if 400 <= resp.status_code < 500 and not retryable_status(resp.status_code):
+                raise RemoteRewardError(f"{url} refused the request ({resp.status_code}): {_message(resp)}")
+            raise TransientError(f"{url}: HTTP {resp.status_code}: {_message(resp)}")
+
+        try:
+            return call_with_retries(attempt, max_tries=cfg.max_tries, backoff=cfg.retry_backoff_s, backoff_max=8.0)
+        except TransientError as e:
+            raise RemoteRewardError(f"reward server failed after {cfg.max_tries} tries; last error: {e}") from e
 
     def _score_chunk(self, reqs: Sequence[ScoreRequest]) -> list[ScoreResult]:
         data = self._post(self.payload(reqs, self.config.return_details))
@@ -177,26 +168,3 @@ def _message(resp: Any) -> str:
     except ValueError:
         pass
     return resp.text[:300]
-
-
-def _coerce(name: str, value: Any, f: Field) -> Any:
-    """lm-eval model_args and CLI flags arrive as strings (or as numbers where a key was digits)."""
-    if value is None:
-        return None
-    default = f.default
-    if name in ("url", "api_key"):
-        return str(value)
-    if isinstance(default, bool):
-        if isinstance(value, str):
-            if value.lower() in ("1", "true", "yes", "0", "false", "no"):
-                return value.lower() in ("1", "true", "yes")
-            raise ValueError(f"backend 'remote': {name} must be true or false, got {value!r}")
-        return bool(value)
-    if isinstance(default, (int, float)) and isinstance(value, str):
-        try:
-            return type(default)(value)
-        except ValueError:
-            raise ValueError(f"backend 'remote': {name} must be a number, got {value!r}") from None
-    if isinstance(default, float) and isinstance(value, int):
-        return float(value)
-    return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from openrlhf_reward.checks import run_check
+from openrlhf_reward.checks import is_blank, run_check
 from openrlhf_reward.config import build_config
 from openrlhf_reward.scorers.base import Scorer, ScoreRequest, ScoreResult
 
@@ -29,6 +29,11 @@ class RulesScorer(Scorer):
     deterministically) is reported as not scorable (None) and does not count. With no
     scorable requirement at all the reward is ``unscorable_reward`` and
     ``info["n_scorable"]`` is 0, so callers can tell.
+
+    A blank response (empty or whitespace only, after the request path stripped think
+    blocks and end markers) fails every check and gets reward 0 whatever the requirements:
+    ``info["blank"]`` is True and ``info["reason"]`` is ``"blank response"``. See
+    ``docs/checks.md``.
     """
 
     name = "rules"
@@ -39,6 +44,17 @@ class RulesScorer(Scorer):
         self.unscorable_reward = float(self.config.unscorable_reward)
 
     def score_one(self, req: ScoreRequest) -> ScoreResult:
+        if is_blank(req.response):
+            # Nothing was answered: every check fails (a negative check such as "no commas"
+            # must not reward silence), and with no checks at all there is still no reward.
+            scores = {r.id: None if r.check is None else 0.0 for r in req.requirements}
+            return ScoreResult(
+                reward=0.0,
+                requirement_scores=scores,
+                requirement_types={r.id: r.type for r in req.requirements},
+                info={"n_scorable": sum(v is not None for v in scores.values()),
+                      "blank": True, "reason": "blank response"},
+            )
         scores: dict[str, float | None] = {}
         for r in req.requirements:
             ok = None if r.check is None else run_check(req.response, r.check)
@@ -49,7 +65,7 @@ class RulesScorer(Scorer):
             reward=reward,
             requirement_scores=scores,
             requirement_types={r.id: r.type for r in req.requirements},
-            info={"n_scorable": len(vals)},
+            info={"n_scorable": len(vals), "blank": False},
         )
 
     def score(self, batch: Sequence[ScoreRequest]) -> list[ScoreResult]:

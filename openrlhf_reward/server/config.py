@@ -22,16 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openrlhf_reward.config import (
+    API_KEY_ENV,
+    add_dataclass_flags,
+    coerce_fields,
+    parse_key_value,
+    values_from_args,
+)
 from openrlhf_reward.protocol import ProtocolOptions
 
-API_KEY_ENV = "OPENRLHF_REWARD_API_KEY"
 CONFIG_ENV = "OPENRLHF_REWARD_CONFIG"
 BACKEND_ENV = "OPENRLHF_REWARD_BACKEND"
 BACKEND_ARGS_ENV = "OPENRLHF_REWARD_BACKEND_ARGS"
 MODEL_ENV = "OPENRLHF_REWARD_MODEL"
 
-# Backends that score holistically and need no requirements in the labels.
-_NO_REQUIREMENTS_BACKENDS = frozenset({"bt", "remote"})
 # Backends whose cost is per sample (no gain from waiting for a fuller batch).
 _PER_SAMPLE_BACKENDS = frozenset({"rules"})
 # Field names a backend may use for its checkpoint path (``--model`` maps to the first found).
@@ -68,7 +72,7 @@ class ServerConfig:
     def from_dict(cls, d: Mapping[str, Any], where: str = "server") -> ServerConfig:
         if not isinstance(d, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {type(d).__name__}")
-        names = {f.name: f for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in d.items():
             key_norm = str(key).replace("-", "_")
@@ -76,8 +80,8 @@ class ServerConfig:
                 raise ConfigError(
                     f"{where}: unknown setting {key!r} (known: {', '.join(sorted(names))})"
                 )
-            kwargs[key_norm] = _coerce(value, names[key_norm], f"{where}.{key}")
-        cfg = cls(**kwargs)
+            kwargs[key_norm] = value
+        cfg = cls(**coerce_fields(cls, kwargs, where, strict=True, error=ConfigError))
         cfg.validate()
         return cfg
 
@@ -103,57 +107,15 @@ class ServerConfig:
 
     def protocol_options(self, backend: str, scorer: Any = None) -> ProtocolOptions:
         need = self.require_requirements
-        if need is None:  # a backend may declare it (class attribute needs_requirements)
-            need = getattr(scorer, "needs_requirements", None)
-        if need is None:
-            need = backend not in _NO_REQUIREMENTS_BACKENDS
+        if need is None:  # the backend declares it (Scorer.needs_requirements; None = the default, yes)
+            declared = getattr(scorer if scorer is not None else resolve_backend_class(backend), "needs_requirements", None)
+            need = True if declared is None else bool(declared)
         return ProtocolOptions(
             end_markers=tuple(self.end_markers),
             strip_think=self.strip_think,
             require_requirements=need,
             max_items_per_request=self.max_items_per_request,
         )
-
-
-def _annotation(f: dataclasses.Field) -> str:
-    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-
-
-def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
-    ann = _annotation(f)
-    if value is None:
-        if "None" in ann:
-            return None
-        raise ConfigError(f"{where} may not be null")
-    if ann.startswith("bool"):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
-            return value.lower() in ("1", "true", "yes")
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    if ann.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{where} must be an integer, got {value!r}") from None
-    if ann.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{where} must be a number, got {value!r}") from None
-    if ann.startswith("list"):
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
-        return list(value)
-    if not isinstance(value, str):
-        raise ConfigError(f"{where} must be a string, got {value!r}")
-    return value
 
 
 @dataclass
@@ -199,15 +161,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def parse_backend_arg(text: str) -> tuple[str, Any]:
     """``key=value`` -> (key, value); the value is read as JSON when it is JSON (numbers, booleans, lists)."""
-    key, sep, raw = text.partition("=")
-    key = key.strip().replace("-", "_")
-    if not sep or not key:
-        raise ConfigError(f"--backend-arg expects key=value, got {text!r}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key, value
+    return parse_key_value(text, "--backend-arg", ConfigError)
 
 
 def resolve_backend_class(backend: str) -> type:
@@ -312,23 +266,8 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     Defaults are suppressed so only flags given on the command line override the file.
     """
     group = parser.add_argument_group("server settings (override the config file's 'server' section)")
-    for f in dataclasses.fields(ServerConfig):
-        flag = "--" + f.name.replace("_", "-")
-        ann = _annotation(f)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f.metadata.get("help", "")
-        if "default" not in help_text:
-            help_text += f" (default: {default!r})"
-        if ann.startswith("bool"):
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_text)
-        elif ann.startswith("list"):
-            group.add_argument(flag, dest=f.name, action="append", metavar="TEXT",
-                               default=argparse.SUPPRESS, help=help_text + "; repeatable")
-        else:
-            typ = int if ann.startswith("int") else float if ann.startswith("float") else str
-            group.add_argument(flag, dest=f.name, type=typ, default=argparse.SUPPRESS, help=help_text)
+    add_dataclass_flags(group, ServerConfig, suppress_defaults=True)
 
 
 def server_overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(ServerConfig) if hasattr(args, f.name)}
+    return values_from_args(args, ServerConfig)

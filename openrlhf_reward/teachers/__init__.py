@@ -33,6 +33,11 @@ def register_teacher(name: str) -> Callable[[type[Teacher]], type[Teacher]]:
     return TEACHERS.register(name)
 
 
+def unregister_teacher(name: str) -> None:
+    """Remove the teacher backend registered as ``name`` (e.g. a test double)."""
+    TEACHERS.unregister(name)
+
+
 def available_teachers() -> list[str]:
     return TEACHERS.available()
 
@@ -73,4 +78,5 @@ __all__ = [
     "strip_reasoning",
     "teacher_class",
     "teacher_options",
+    "unregister_teacher",
 ]
