@@ -127,7 +127,7 @@ def bench_embed(n: int, baseline_n: int, batch_size: int, threads: int = 0) -> d
 
     if threads > 0:
         torch.set_num_threads(threads)
-    from openrlhf_reward.build.categories import CategoryAssigner
+    from openrlhf_reward.builders.categories import CategoryAssigner
 
     t0 = time.perf_counter()
     assigner = CategoryAssigner(batch_size=batch_size, device="cpu")

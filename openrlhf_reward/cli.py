@@ -3,22 +3,31 @@
 Each subcommand lives in its own module exposing ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``; modules import heavy libraries inside
 ``run`` only, so ``--help`` stays fast.
+
+Errors of the data commands are handled here, once: an output that is a directory or the
+input is refused up front; bad input (a ``DataError`` naming file and line, or any data of
+an unexpected shape, named by the JSONL line being read) is one line on stderr and exit 2,
+and the outputs and work directory this run created are removed; a command that writes no
+rows exits 1. ``OPENRLHF_REWARD_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import shutil
 import sys
+from pathlib import Path
 
 # subcommand -> module; add new commands here.
 COMMANDS: dict[str, str] = {
-    "build-weval": "openrlhf_reward.build.cli_weval",
-    "build-pairs": "openrlhf_reward.build.pairs",
-    "build-grpo": "openrlhf_reward.build.grpo",
-    "build-cerm": "openrlhf_reward.build.cerm",
-    "import-ifeval": "openrlhf_reward.build.ifeval_import",
-    "import-paper": "openrlhf_reward.build.paper_import",
+    "build-weval": "openrlhf_reward.builders.cli_weval",
+    "build-pairs": "openrlhf_reward.builders.pairs",
+    "build-grpo": "openrlhf_reward.builders.grpo",
+    "build-cerm": "openrlhf_reward.builders.cerm",
+    "import-ifeval": "openrlhf_reward.builders.ifeval_import",
+    "import-paper": "openrlhf_reward.builders.paper_import",
     "serve": "openrlhf_reward.server.serve_cmd",
     "reward-func-path": "openrlhf_reward.server.reward_func_path_cmd",
     "demo-model": "openrlhf_reward.demo_model",
@@ -39,9 +48,117 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Arguments naming files a command reads / writes (the builders' flags).
+_INPUT_ARGS = ("input", "seeds")
+_OUTPUT_ARGS = ("output", "rejects")
+# Commands whose output is a JSONL of rows: finishing with none is a failure.
+_ROW_COMMANDS = frozenset({"build-grpo", "import-ifeval", "import-paper", "build-weval", "build-pairs"})
+
+
+class UsageError(Exception):
+    """A command line that cannot run; the message is printed as one line."""
+
+
+def _paths(args: argparse.Namespace, names: tuple[str, ...]) -> list[Path]:
+    return [Path(v) for n in names if isinstance(v := getattr(args, n, None), str) and v]
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Refuse an output that is a directory or is one of the inputs (before any work)."""
+    inputs = [p.resolve() for p in _paths(args, _INPUT_ARGS)]
+    for out in _paths(args, _OUTPUT_ARGS):
+        if out.is_dir():
+            raise UsageError(f"output path {out} is a directory; give a file name")
+        if out.resolve() in inputs:
+            raise UsageError(f"output {out} is the input file; write to another path")
+
+
+def _workdirs(args: argparse.Namespace) -> list[Path]:
+    if not hasattr(args, "workdir"):
+        return []
+    if getattr(args, "workdir", None):
+        return [Path(args.workdir)]
+    return [Path(f"{out}.work") for out in _paths(args, ("output",))]
+
+
+def _holds_work(workdir: Path) -> bool:
+    """True when a work directory holds finished teacher units (a header line plus more)."""
+    for f in workdir.rglob("*.jsonl"):
+        if f.name == "rejects.jsonl":
+            continue
+        with f.open("rb") as fh:
+            if sum(1 for line in fh if line.strip()) > 1:
+                return True
+    return False
+
+
+def _has_rows(path: Path) -> bool:
+    with path.open("rb") as f:
+        return any(line.strip() for line in f)
+
+
+def _describe(e: BaseException) -> str:
+    from openrlhf_reward.schema import DataError, current_line
+
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, DataError):
+        return msg
+    where = current_line()
+    prefix = f"{where[0]}:{where[1]}: " if where else ""
+    if isinstance(e, RecursionError):
+        return f"{prefix}data nested too deeply"
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or msg}"
+    return f"{prefix}{type(e).__name__}: {msg}"
+
+
+def _run(name: str, args: argparse.Namespace) -> int:
+    """Run one subcommand; bad input -> one line on stderr, exit 2, nothing left behind."""
+    from openrlhf_reward.checks import CheckSpecError
+    from openrlhf_reward.schema import DataError
+
+    if name in ("serve", "reward-func-path"):
+        return int(args._run(args) or 0)
+    try:
+        _preflight(args)
+    except UsageError as e:
+        print(f"openrlhf-reward {name}: error: {e}", file=sys.stderr)
+        return 2
+    outputs = _paths(args, _OUTPUT_ARGS)
+    new_outputs = [p for p in outputs if not p.exists()]
+    new_workdirs = [w for w in _workdirs(args) if not w.exists()]
+    try:
+        rc = int(args._run(args) or 0)
+    except (DataError, CheckSpecError, ValueError, TypeError, KeyError, UnicodeError, RecursionError,
+            OSError) as e:
+        # Builders raise DataError naming file and line; anything else here comes from input
+        # of a shape the code did not expect, named by the line being read.
+        if os.environ.get("OPENRLHF_REWARD_DEBUG") or isinstance(e, (ConnectionError, TimeoutError)):
+            raise  # a network failure is not bad input
+        print(f"openrlhf-reward {name}: error: {_describe(e)}", file=sys.stderr)
+        rc = 2
+    if rc == 2:  # input errors: leave nothing behind that this run created
+        for p in new_outputs:
+            if p.is_file():
+                p.unlink()
+        for w in new_workdirs:  # never finished teacher work: that would be paid for again
+            if w.is_dir() and not _holds_work(w):
+                shutil.rmtree(w, ignore_errors=True)
+    elif rc == 0 and name in _ROW_COMMANDS:
+        out = _paths(args, ("output",))
+        if out and out[0].is_file() and not _has_rows(out[0]):
+            if out[0] in new_outputs:
+                out[0].unlink()
+            inputs = ", ".join(str(p) for p in _paths(args, _INPUT_ARGS)) or "the input"
+            print(f"openrlhf-reward {name}: error: no rows came out of {inputs}; nothing usable written",
+                  file=sys.stderr)
+            rc = 1
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    return _run(args.command, args)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ __all__ = [
     "IFEVAL_INSTRUCTION_ARGS",
     "IFEVAL_LANGUAGES",
     "PUNKT_INSTRUCTION_IDS",
+    "PAPER_SOFT_ID_TYPES",
     "clean_kwargs",
     "ifeval_description",
     "preload",
@@ -120,6 +121,17 @@ _GROUP_TYPE: dict[str, str] = {
     "startend": "format",
 }
 
+# The paper's own "soft" instruction ids (train.parquet of Rainier-rq1/From_Coarse_to_Fine):
+# no checker exists, so they become text-only requirements (check None) of this type.
+PAPER_SOFT_ID_TYPES: dict[str, str] = {
+    "style:open_ended": "style",  # tone, humour or satire
+    "soft_content:open_ended": "content",  # narrow the topic, add criteria or a subtask
+    "soft_content:language": "style",  # language complexity (register)
+    "situation:role_play": "style",  # answer as a persona / role (voice)
+    "situation:story_generation": "content",  # characters, dilemmas, scenarios
+    "situation:suggestion": "content",  # context, urgency, conditions
+}
+
 _RELATIONS = ("less than", "at least")
 _RELATION_ARGS = ("relation", "let_relation", "capital_relation")
 
@@ -143,7 +155,9 @@ _SEARCH_ARGS = frozenset({"keywords", "keyword", "forbidden_words", "section_spl
 
 
 def requirement_type(instruction_id: str) -> str:
-    """The WEval requirement type (length/format/style/content) of an IFEval instruction id."""
+    """The WEval requirement type (length/format/style/content) of an IFEval or paper soft id."""
+    if instruction_id in PAPER_SOFT_ID_TYPES:
+        return PAPER_SOFT_ID_TYPES[instruction_id]
     return _GROUP_TYPE[instruction_id.split(":", 1)[0]]
 
 
@@ -595,12 +609,18 @@ def ifeval_description(instruction_id: str, kwargs: Mapping[str, Any] | None) ->
 
 
 def requirements_from_ifeval(
-    instruction_ids: Sequence[str], kwargs: Sequence[Mapping[str, Any] | None]
+    instruction_ids: Sequence[str],
+    kwargs: Sequence[Mapping[str, Any] | None],
+    texts: Sequence[str] | None = None,
 ) -> list[Requirement]:
     """Requirements ``c1..cn`` for an IFEval-labelled prompt (ids and kwargs in parallel).
 
-    Each gets the type of its IFEval group, IFEval's own description as text, and the check
-    ``{"kind": "ifeval", "instruction_id": id, "kwargs": {...}}`` (falsy kwargs dropped).
+    An IFEval id gets the type of its IFEval group and the check
+    ``{"kind": "ifeval", "instruction_id": id, "kwargs": {...}}`` (falsy kwargs dropped); one
+    of the paper's soft ids (:data:`PAPER_SOFT_ID_TYPES`) becomes a text-only requirement
+    (check None) for a model backend. The text is ``texts[i]`` when given (the paper's
+    ``constraint`` list: what the prompt actually said), else IFEval's own description.
+    ``type_source`` records ``ifeval-id`` or ``paper-soft-id``.
     Raises :class:`DataError` naming the position of a bad entry.
     """
     if isinstance(instruction_ids, str) or not isinstance(instruction_ids, Sequence):
@@ -612,10 +632,24 @@ def requirements_from_ifeval(
             f"IFEval label: 'instruction_id_list' has {len(instruction_ids)} entries but "
             f"'kwargs' has {len(kwargs)}"
         )
+    if texts is not None and (
+        isinstance(texts, str)
+        or len(texts) != len(instruction_ids)
+        or not all(isinstance(t, str) and t.strip() for t in texts)
+    ):
+        raise DataError(
+            f"IFEval label: 'constraint' must list {len(instruction_ids)} non-empty texts, one per instruction id"
+        )
     reqs: list[Requirement] = []
     for i, (iid, kw) in enumerate(zip(instruction_ids, kwargs)):
         if kw is not None and not isinstance(kw, Mapping):
             raise DataError(f"IFEval label: kwargs[{i}] must be an object or null")
+        if iid in PAPER_SOFT_ID_TYPES:
+            text = texts[i].strip() if texts is not None else f"Follow the requirement {iid}."
+            reqs.append(
+                Requirement(id=f"c{i + 1}", type=PAPER_SOFT_ID_TYPES[iid], text=text, check=None, type_source="paper-soft-id")
+            )
+            continue
         spec = {"kind": "ifeval", "instruction_id": iid, "kwargs": clean_kwargs(kw)}
         try:
             validate_ifeval_check(spec)
@@ -625,19 +659,24 @@ def requirements_from_ifeval(
             Requirement(
                 id=f"c{i + 1}",
                 type=requirement_type(iid),
-                text=ifeval_description(iid, spec["kwargs"]),
+                text=texts[i].strip() if texts is not None else ifeval_description(iid, spec["kwargs"]),
                 check=spec,
+                type_source="ifeval-id",
             )
         )
     return reqs
 
 
 def requirements_from_ifeval_label(label: Mapping[str, Any]) -> list[Requirement]:
-    """Requirements from an IFEval-format label ``{"instruction_id_list": [...], "kwargs": [...]}``."""
+    """Requirements from an IFEval-format label ``{"instruction_id_list": [...], "kwargs": [...]}``.
+
+    A non-empty ``constraint`` list parallel to the ids (the paper's RL data) gives the texts.
+    """
     if "instruction_id_list" not in label:
         raise DataError("IFEval label: missing field 'instruction_id_list'")
     ids = label["instruction_id_list"]
     kwargs = label.get("kwargs")
     if kwargs is None and isinstance(ids, list):
         kwargs = [{}] * len(ids)  # ids without arguments may omit kwargs
-    return requirements_from_ifeval(ids, kwargs)
+    texts = label.get("constraint") or None  # IFEval's val_set carries an empty list
+    return requirements_from_ifeval(ids, kwargs, texts)

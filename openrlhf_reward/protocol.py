@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from openrlhf_reward.checks import CheckSpecError
 from openrlhf_reward.schema import REQUIREMENT_TYPES, DataError, Requirement, parse_requirements
 from openrlhf_reward.scorers.base import ScoreRequest, ScoreResult
 
@@ -243,7 +244,7 @@ class LabelInfo:
 
 
 def parse_label(label: Any, where: str) -> LabelInfo:
-    """Read one ``labels[i]``: a GRPO row label (DESIGN.md), an IFEval label, or nothing.
+    """Read one ``labels[i]``: a GRPO row label (docs/data.md), an IFEval label, or nothing.
 
     Accepted: ``{"requirements": [...], "instruction"?: str, "query"?: str}``;
     ``{"instruction_id_list": [...], "kwargs": [...]}`` (IFEval); a bare list of
@@ -255,9 +256,12 @@ def parse_label(label: Any, where: str) -> LabelInfo:
     if isinstance(label, str):
         try:
             label = json.loads(label)
-        except json.JSONDecodeError:
+        except RecursionError:
+            raise RequestError(f"{where} is nested too deeply", field=where) from None
+        except ValueError as e:  # JSONDecodeError, or an integer past Python's digit limit
             raise RequestError(
-                f"{where} is a string that is not JSON; expected an object with 'requirements'",
+                f"{where} is a string that is not usable JSON ({str(e)[:200]}); expected an object "
+                "with 'requirements'",
                 field=where,
             ) from None
         if not isinstance(label, (Mapping, list)):
@@ -276,8 +280,11 @@ def parse_label(label: Any, where: str) -> LabelInfo:
     if "requirements" in label:
         try:
             reqs = parse_requirements(label["requirements"], f"{where}.requirements")
-        except DataError as e:
-            raise RequestError(str(e), field=f"{where}.requirements") from None
+        except (DataError, CheckSpecError, ValueError, TypeError, RecursionError) as e:
+            # DataError/CheckSpecError name the problem; a TypeError/ValueError from a check
+            # validator given a value of the wrong shape (a list as 'kind') is still bad input.
+            msg = str(e) if isinstance(e, (DataError, CheckSpecError)) else f"{where}.requirements: invalid ({type(e).__name__}: {str(e)[:200]})"
+            raise RequestError(msg, field=f"{where}.requirements") from None
         return LabelInfo(tuple(reqs), instruction, query)
     if "instruction_id_list" in label:
         ids, kwargs = label["instruction_id_list"], label.get("kwargs")
@@ -300,10 +307,11 @@ def parse_label(label: Any, where: str) -> LabelInfo:
                 "IFEval support (openrlhf_reward.ifeval is missing)",
                 field=f"{where}.instruction_id_list",
             )
+        texts = label.get("constraint") or None  # the paper's RL labels: the requirement texts
         try:
-            reqs = convert(ids, kwargs)
-        except (ValueError, KeyError, TypeError) as e:
-            raise RequestError(f"{where}: {e}", field=f"{where}.instruction_id_list") from None
+            reqs = convert(ids, kwargs, texts) if texts is not None else convert(ids, kwargs)
+        except (ValueError, KeyError, TypeError, RecursionError) as e:  # DataError/CheckSpecError are ValueErrors
+            raise RequestError(f"{where}: {str(e)[:500]}", field=f"{where}.kwargs" if "kwarg" in str(e) else f"{where}.instruction_id_list") from None
         return LabelInfo(tuple(reqs), instruction, query)
     return LabelInfo(None, instruction, query)
 
@@ -366,7 +374,13 @@ def parse_reward_request(body: Any, options: ProtocolOptions | None = None) -> P
     items: list[ScoreRequest] = []
     recovery: list[str] = []
     for i, (query, prompt, label) in enumerate(zip(queries, prompts, labels)):
-        info = parse_label(label, f"labels[{i}]")
+        try:
+            info = parse_label(label, f"labels[{i}]")
+        except RequestError:
+            raise
+        except (ValueError, TypeError, KeyError, RecursionError) as e:  # label content of the wrong shape
+            raise RequestError(f"labels[{i}] is invalid: {type(e).__name__}: {str(e)[:300]}",
+                               field=f"labels[{i}]") from None
         if info.requirements is None and options.require_requirements:
             raise RequestError(
                 f"labels[{i}] carries no requirements: expected an object with 'requirements' "
@@ -394,8 +408,36 @@ def parse_reward_request(body: Any, options: ProtocolOptions | None = None) -> P
 # --------------------------------------------------------------------------- responses
 
 
-def extra_logs(results: Sequence[ScoreResult]) -> dict[str, float]:
-    """Numeric per-requirement-type adherence for OpenRLHF's logs.
+def sample_flags(result: ScoreResult) -> dict[str, Any]:
+    """Degenerate-reward signals of one scored sample: requirements the backend could not
+    score (None in ``requirement_scores``) and judge answers that did not parse (the judge
+    backend's ``info["n_parsed"]`` / ``info["n_unparsed"]`` / ``info["all_unparsed"]``)."""
+    scores = result.requirement_scores or {}
+    info = result.info if isinstance(result.info, Mapping) else {}
+    n_unparsed = info.get("n_unparsed")
+    n_parsed = info.get("n_parsed")
+    judged = isinstance(n_unparsed, int) and isinstance(n_parsed, int)
+    return {
+        "n_requirements": len(scores),
+        "n_unscorable": sum(1 for v in scores.values() if v is None),
+        "n_judge_answers": (n_parsed + n_unparsed) if judged else 0,
+        "n_judge_unparsed": n_unparsed if judged else 0,
+        "judge_all_unparsed": bool(info.get("all_unparsed", False)),
+    }
+
+
+#: Keys of ``extra_logs`` besides ``adherence_<type>`` / ``coverage_<type>`` (all in [0, 1]).
+DEGENERATE_KEYS: tuple[str, ...] = (
+    "blank_response", "unscorable_requirements", "judge_unparsed", "recovery_fallback",
+)
+
+
+def extra_logs(
+    results: Sequence[ScoreResult],
+    items: Sequence[ScoreRequest] | None = None,
+    recovery: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Numeric per-requirement-type adherence and degenerate-reward rates for OpenRLHF's logs.
 
     Every answer carries the same keys (OpenRLHF stacks ``extra_logs`` across samples and
     fails on a key that some samples lack): ``adherence_<type>`` is the mean adherence over
@@ -403,15 +445,30 @@ def extra_logs(results: Sequence[ScoreResult]) -> dict[str, float]:
     ``coverage_<type>`` the share of entries that have them. Averaged over a training step,
     ``mean(adherence_t) / mean(coverage_t)`` is the mean adherence of the samples that
     had type ``t`` (OpenRLHF sends one sample per request).
+
+    Degenerate-reward rates, each a mean over the batch's samples: ``blank_response``
+    (response empty after stripping), ``unscorable_requirements`` (share of the sample's
+    requirements the backend could not score), ``judge_unparsed`` (share of the judge's
+    answers that did not parse), ``recovery_fallback`` (the query did not start with the
+    prompt, so the response was located by a fallback). ``items``/``recovery`` come from
+    :func:`parse_reward_request`; without them the first and last rates are 0.
     """
     if not results:
         return {}
+    n = len(results)
     per_type = [r.type_adherence() for r in results]
     out: dict[str, float] = {}
     for t in REQUIREMENT_TYPES:
         vals = [a[t] for a in per_type if t in a]
         out[f"adherence_{t}"] = float(sum(vals) / len(vals)) if vals else 0.0
-        out[f"coverage_{t}"] = len(vals) / len(results)
+        out[f"coverage_{t}"] = len(vals) / n
+    flags = [sample_flags(r) for r in results]
+    out["blank_response"] = (sum(1 for it in items if not it.response.strip()) / n) if items else 0.0
+    out["unscorable_requirements"] = sum(
+        f["n_unscorable"] / f["n_requirements"] for f in flags if f["n_requirements"]) / n
+    out["judge_unparsed"] = sum(
+        f["n_judge_unparsed"] / f["n_judge_answers"] for f in flags if f["n_judge_answers"]) / n
+    out["recovery_fallback"] = (sum(1 for how in recovery if how != "prefix") / n) if recovery else 0.0
     return out
 
 
@@ -420,7 +477,10 @@ class BackendOutputError(RuntimeError):
 
 
 def build_response(
-    results: Sequence[ScoreResult], return_details: bool = False
+    results: Sequence[ScoreResult],
+    return_details: bool = False,
+    items: Sequence[ScoreRequest] | None = None,
+    recovery: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON answer: ``rewards``, ``scores`` (lists, like OpenRLHF's ``serve_rm``), ``extra_logs``."""
     rewards: list[float] = []
@@ -429,7 +489,7 @@ def build_response(
         if not math.isfinite(v):
             raise BackendOutputError(f"backend returned a non-finite reward ({v}) for sample {i}")
         rewards.append(v)
-    out: dict[str, Any] = {"rewards": rewards, "scores": list(rewards), "extra_logs": extra_logs(results)}
+    out: dict[str, Any] = {"rewards": rewards, "scores": list(rewards), "extra_logs": extra_logs(results, items, recovery)}
     if return_details:
         out["details"] = [
             {

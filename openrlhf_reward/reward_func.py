@@ -129,7 +129,7 @@ def reward_func(queries: list[str], prompts: list[str], labels: list[Any] | None
     except RequestError as e:
         raise ValueError(f"reward_func: {e.message}") from None
     results = svc.batcher.score(parsed.items, timeout=svc.timeout) if parsed.items else []
-    resp = build_response(results)
+    resp = build_response(results, items=parsed.items, recovery=parsed.recovery)
     try:
         import torch
     except ImportError:  # pragma: no cover - OpenRLHF always has torch

@@ -7,6 +7,7 @@ line) and the problem; nothing is silently repaired.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ class Requirement:
     type: str
     text: str
     check: dict[str, Any] | None = None
+    # How ``type`` was obtained ("ifeval-id", "paper-soft-id", "embedding", "given", ...);
+    # optional, and left out of to_dict() when unset so older files stay byte-identical.
+    type_source: str | None = None
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "requirement") -> Requirement:
@@ -53,10 +57,20 @@ class Requirement:
                 validate_check(check)
             except CheckSpecError as e:
                 raise DataError(f"{where}: requirement {d['id']!r}: {e}") from None
-        return cls(id=d["id"], type=d["type"], text=d["text"], check=dict(check) if check else None)
+            except (TypeError, ValueError) as e:  # a value of the wrong shape, e.g. a list as 'kind'
+                raise DataError(f"{where}: requirement {d['id']!r}: invalid check ({type(e).__name__}: {e})") from None
+        type_source = d.get("type_source")
+        if type_source is not None and not isinstance(type_source, str):
+            raise DataError(f"{where}: requirement {d['id']!r}: 'type_source' must be a string")
+        return cls(
+            id=d["id"], type=d["type"], text=d["text"], check=dict(check) if check else None, type_source=type_source
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["type_source"] is None:
+            del d["type_source"]
+        return d
 
 
 def parse_requirements(items: Any, where: str) -> list[Requirement]:
@@ -200,19 +214,55 @@ class WEvalDocument:
         }
 
 
+# (path, line number) of the JSONL line being processed, per thread: the command-line
+# dispatcher names it when a builder fails on data of a shape it did not expect.
+_reading = threading.local()
+
+
+def current_line() -> tuple[str, int] | None:
+    """The file and line :func:`iter_jsonl` last yielded in this thread, while it is being read."""
+    return getattr(_reading, "where", None)
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed object) for each non-blank line; bad JSON names the line."""
+    """Yield (line number, parsed object) for each non-blank line.
+
+    Every problem is a :class:`DataError` naming the file and line: a missing file or a
+    directory, bytes that are not UTF-8 (binary garbage), invalid JSON, nesting too deep
+    for the parser, integers past Python's digit limit.
+    """
     path = Path(path)
+    _reading.where = None
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a JSONL file")
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    with f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start + 1} of the line); is this a JSONL text file?") from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg}, column {e.colno})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{lineno}: JSON nested too deeply") from None
+            except ValueError as e:  # e.g. an integer with more digits than Python converts
+                raise DataError(f"{path}:{lineno}: unusable JSON ({str(e)[:200]})") from None
+            # kept if the consumer fails on this line (the generator is closed, not resumed)
+            _reading.where = (str(path), lineno)
+            yield lineno, obj
+            _reading.where = None
 
 
 def load_weval_jsonl(path: str | Path) -> list[WEvalDocument]:

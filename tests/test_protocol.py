@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from openrlhf_reward.protocol import (
+    DEGENERATE_KEYS,
     ProtocolOptions,
     RequestError,
     build_response,
@@ -165,14 +166,31 @@ def test_extra_logs_have_fixed_numeric_keys():
     a = ScoreResult(1.0, {"c1": 1.0, "c2": 0.0, "c3": None}, {"c1": "length", "c2": "length", "c3": "style"})
     b = ScoreResult(0.0, {"c1": 0.0, "c2": 1.0}, {"c1": "length", "c2": "content"})
     logs = extra_logs([a, b])
-    assert set(logs) == {f"{k}_{t}" for k in ("adherence", "coverage") for t in ("length", "format", "style", "content")}
+    assert set(logs) == {f"{k}_{t}" for k in ("adherence", "coverage") for t in ("length", "format", "style", "content")} | set(DEGENERATE_KEYS)
     assert all(isinstance(v, float) for v in logs.values())
     assert logs["adherence_length"] == pytest.approx((0.5 + 0.0) / 2)
     assert logs["coverage_length"] == 1.0
     assert logs["adherence_content"] == 1.0 and logs["coverage_content"] == 0.5
     assert logs["adherence_style"] == 0.0 and logs["coverage_style"] == 0.0  # None is not scored
+    assert logs["unscorable_requirements"] == pytest.approx((1 / 3 + 0) / 2)
     # one sample: the same keys, so OpenRLHF can stack them across samples
     assert set(extra_logs([b])) == set(logs)
+
+
+def test_extra_logs_degenerate_rates():
+    parsed = parse_reward_request(
+        {"query": ["p   ", "p real answer", "XX other"], "prompts": ["p", "p", "p"]},
+        ProtocolOptions(require_requirements=False),
+    )
+    judged = ScoreResult(0.0, {"c1": None}, {"c1": "style"}, info={"n_parsed": 1, "n_unparsed": 3, "all_unparsed": False})
+    results = [ScoreResult(0.0), ScoreResult(1.0), judged]
+    logs = extra_logs(results, parsed.items, parsed.recovery)
+    assert parsed.recovery == ["prefix", "prefix", "common"]
+    assert logs["blank_response"] == pytest.approx(1 / 3)
+    assert logs["recovery_fallback"] == pytest.approx(1 / 3)
+    assert logs["judge_unparsed"] == pytest.approx(0.75 / 3)
+    assert logs["unscorable_requirements"] == pytest.approx(1 / 3)
+    assert set(logs) == set(extra_logs([ScoreResult(1.0)]))
 
 
 def test_non_finite_reward_is_refused():

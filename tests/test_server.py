@@ -258,9 +258,21 @@ def test_concurrent_requests_are_batched_and_answered_individually():
 
 def test_metrics_prometheus_format(rules_server):
     post(rules_server, GOOD)
-    text = httpx.get(rules_server.url + "/metrics?format=prometheus", headers=AUTH).text
+    r = httpx.get(rules_server.url + "/metrics?format=prometheus", headers=AUTH)
+    text = r.text
+    assert r.headers["content-type"].startswith("text/plain")
     assert 'reward_requests_total{status="200"}' in text
-    assert "reward_latency_seconds" in text
+    assert "# TYPE reward_request_latency_seconds summary" in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    lat = {s.name: s.value for s in fams["reward_request_latency_seconds"].samples if not s.labels}
+    assert lat["reward_request_latency_seconds_count"] >= 1 and lat["reward_request_latency_seconds_sum"] > 0
+    for name in ("reward_blank_response_rate", "reward_unscorable_requirement_rate",
+                 "reward_judge_unparsed_rate", "reward_recovery_fallback_rate", "reward_unauthorized"):
+        assert name in fams
+    js = httpx.get(rules_server.url + "/metrics", headers=AUTH).json()
+    assert fams["reward_samples_scored"].samples[0].value == js["samples_scored"]
 
 
 class _Blocking:

@@ -10,7 +10,7 @@ import threading
 import pytest
 from scripted_openai_server import MODEL, ScriptedServer, scripted_answer
 
-from openrlhf_reward.build.store import (
+from openrlhf_reward.builders.store import (
     StoreError,
     StoreMismatchError,
     WorkStore,
@@ -56,8 +56,8 @@ def test_registry_and_option_errors():
 
 def test_importing_the_packages_stays_light():
     code = (
-        "import sys, openrlhf_reward, openrlhf_reward.teachers, openrlhf_reward.build.weval, "
-        "openrlhf_reward.build.cli_weval;"
+        "import sys, openrlhf_reward, openrlhf_reward.teachers, openrlhf_reward.builders.weval, "
+        "openrlhf_reward.builders.cli_weval;"
         "heavy = [m for m in ('torch', 'transformers', 'openai', 'vllm', 'sentence_transformers', 'lm_eval') if m in sys.modules];"
         "print(json.dumps(heavy))"
     )

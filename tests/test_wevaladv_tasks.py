@@ -29,7 +29,7 @@ def test_every_family_uses_the_one_metric_list(fam):
     shared = load_yaml(folder / "_weval_common_yaml", resolve_func=False)["metric_list"]
     for c in CATEGORIES:
         cfg = load_yaml(folder / f"{fam}-{c}.yaml", resolve_func=False)
-        assert cfg["task"] == f"{fam}-{c}" and cfg["dataset_kwargs"] == {"category": c}
+        assert cfg["task"] == f"{fam}-{c}" and cfg["dataset_kwargs"] == {"family": fam, "category": c}
         assert cfg["metric_list"] == shared
     group = load_yaml(folder / f"_{fam}_all.yaml", resolve_func=False)
     names = [m["metric"] for m in group["aggregate_metric_list"]]

@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     from openrlhf_reward.schema import DataError
 
     setup_logging()
+    from weval_tasks.absent import skipping_absent_categories
+
     parser = HarnessCLI()
     sys.argv = ["weval", *argv]  # HarnessCLI reads sys.argv (it inserts the `run` subcommand)
     args = parser.parse_args()
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if fast:
         log.info("only WEval tasks selected: skipping lm-eval's built-in task index")
     try:
-        with _without_builtin_tasks() if fast else contextlib.nullcontext():
+        # Categories the data lacks are skipped, not an error.
+        with skipping_absent_categories(), _without_builtin_tasks() if fast else contextlib.nullcontext():
             parser.execute(args)
     except DataError as e:
         print(f"weval: error: {e}", file=sys.stderr)

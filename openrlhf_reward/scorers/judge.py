@@ -139,6 +139,8 @@ Go through your criteria in order. For each one, write a short analysis of how w
 CERM_SCALES = ("unit", "raw")
 #: A marker put where the middle of an over-long response was cut out.
 TRUNCATION_MARKER = "\n\n[... {n} characters omitted ...]\n\n"
+# About 4,000 tokens: a 2 MB answer is scored instead of exhausting a judge's memory.
+DEFAULT_MAX_RESPONSE_CHARS = 16000
 
 MODES = ("verdict", "criteria", "cerm")
 
@@ -332,7 +334,7 @@ class JudgeConfig:
         metadata={"help": "extra request fields, e.g. {'chat_template_kwargs': {'enable_thinking': false}}"},
     )
     max_response_chars: int = field(
-        default=16000,
+        default=DEFAULT_MAX_RESPONSE_CHARS,
         metadata={"help": "responses longer than this are cut in the middle before prompting (0 = never)"},
     )
     cerm_scale: str = field(

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from openrlhf_reward.server.breaker import CircuitBreaker, CircuitOpenError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -40,6 +42,29 @@ class BatcherClosed(RuntimeError):
     """Submitted to a batcher that has been shut down."""
 
 
+_UNAVAILABLE_NAMES = ("ConnectError", "ConnectionError", "Timeout", "RemoteProtocolError")
+
+
+def is_backend_unavailable(exc: BaseException) -> bool:
+    """True when an error (or one it was raised from) says the backend cannot be reached:
+    a connection or timeout error, or an exception marked ``backend_unavailable = True``.
+    Such a failure is not the sample's fault, so retrying samples one by one is pointless."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if getattr(e, "backend_unavailable", False) or isinstance(e, (ConnectionError, TimeoutError)):
+            return True
+        if any(n in cls.__name__ for cls in type(e).__mro__ for n in _UNAVAILABLE_NAMES):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"[:300]
+
+
 class DynamicBatcher(Generic[T, R]):
     """Gather items from many threads/coroutines into batches for ``score_fn``.
 
@@ -47,7 +72,11 @@ class DynamicBatcher(Generic[T, R]):
     ``length_fn(item) -> int`` sizes items for length-aware grouping (e.g. characters).
     ``on_batch(size, seconds, ok)`` is called after every backend call (metrics).
     With ``isolate_failures`` a failing batch is retried item by item, so one bad sample
-    fails only its own request.
+    fails only its own request, unless the failure says the backend itself is down
+    (:func:`is_backend_unavailable`) or the first two single-item retries fail the same
+    way: then the whole batch fails at once (no sample-by-sample retry storm against a
+    dead endpoint). ``breaker`` (a :class:`CircuitBreaker`) sees every backend call and
+    fails calls at once while it is open.
     """
 
     def __init__(
@@ -61,6 +90,7 @@ class DynamicBatcher(Generic[T, R]):
         isolate_failures: bool = True,
         on_batch: Callable[[int, float, bool], None] | None = None,
         name: str = "reward-batcher",
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -73,6 +103,8 @@ class DynamicBatcher(Generic[T, R]):
         self.length_aware = length_aware and length_fn is not None
         self.isolate_failures = isolate_failures
         self.on_batch = on_batch
+        self.breaker = breaker
+        self.call_started: float | None = None  # monotonic start of the running backend call
         self._cond = threading.Condition()
         self._pending: list[_Pending[T]] = []
         self._closed = False
@@ -163,8 +195,11 @@ class DynamicBatcher(Generic[T, R]):
                 self._process(batch)
 
     def _call(self, batch: list[_Pending[T]]) -> list[Any]:
+        if self.breaker is not None:
+            self.breaker.acquire()  # raises CircuitOpenError while the backend is failing
         t0 = time.perf_counter()
         ok = False
+        self.call_started = time.monotonic()
         try:
             results = list(self.score_fn([p.payload for p in batch]))
             if len(results) != len(batch):
@@ -173,7 +208,14 @@ class DynamicBatcher(Generic[T, R]):
                 )
             ok = True
             return results
+        except Exception as e:
+            if self.breaker is not None:
+                self.breaker.record_failure(_describe(e), unavailable=is_backend_unavailable(e))
+            raise
         finally:
+            self.call_started = None
+            if ok and self.breaker is not None:
+                self.breaker.record_success()
             if self.on_batch is not None:
                 try:
                     self.on_batch(len(batch), time.perf_counter() - t0, ok)
@@ -184,16 +226,12 @@ class DynamicBatcher(Generic[T, R]):
         try:
             results = self._call(batch)
         except Exception as e:  # every error goes back to its caller
-            if len(batch) > 1 and self.isolate_failures:
+            if len(batch) > 1 and self.isolate_failures and not is_backend_unavailable(e):
                 logger.warning(
                     "backend failed on a batch of %d (%s: %s); retrying one by one",
                     len(batch), type(e).__name__, e,
                 )
-                for p in batch:
-                    try:
-                        p.future.set_result(self._call([p])[0])
-                    except Exception as e1:
-                        p.future.set_exception(e1)
+                self._isolate(batch, e)
             else:
                 for p in batch:
                     p.future.set_exception(e)
@@ -204,3 +242,22 @@ class DynamicBatcher(Generic[T, R]):
             raise
         for p, r in zip(batch, results):
             p.future.set_result(r)
+
+    def _isolate(self, batch: list[_Pending[T]], batch_error: Exception) -> None:
+        """Retry a failed batch item by item; stop early when the backend, not a sample, fails."""
+        same_failures = 0  # leading single-item retries that failed like the batch did
+        any_ok = False
+        for i, p in enumerate(batch):
+            try:
+                p.future.set_result(self._call([p])[0])
+                any_ok = True
+            except Exception as e1:
+                p.future.set_exception(e1)
+                if not any_ok and type(e1) is type(batch_error):
+                    same_failures += 1
+                if is_backend_unavailable(e1) or isinstance(e1, CircuitOpenError) or same_failures >= 2:
+                    logger.warning("backend keeps failing (%s); failing the %d remaining samples of the batch",
+                                   _describe(e1), len(batch) - i - 1)
+                    for q in batch[i + 1:]:
+                        q.future.set_exception(e1)
+                    return

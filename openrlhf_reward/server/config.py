@@ -67,6 +67,11 @@ class ServerConfig:
     access_log: bool = field(default=False, metadata={"help": "uvicorn access log (method, path, status)"})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     metrics_window: int = field(default=10000, metadata={"help": "requests/batches kept for latency and batch-size percentiles"})
+    max_in_flight: int = field(default=256, metadata={"help": "most /get_reward requests handled at once (503 + Retry-After above); memory bound = max_body_bytes x max_in_flight"})
+    read_timeout_s: float = field(default=30.0, metadata={"help": "a client must send its whole request body within this many seconds (408 otherwise)"})
+    breaker_threshold: int = field(default=3, metadata={"help": "consecutive failed backend calls that open the circuit breaker (503 + Retry-After at once during the cool-down)"})
+    breaker_cooldown_s: float = field(default=5.0, metadata={"help": "first cool-down of the open circuit breaker; doubles after each failed probe, up to 60 s"})
+    degraded_after_s: float = field(default=30.0, metadata={"help": "/health says 'degraded' while one backend call has been running longer than this"})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "server") -> ServerConfig:
@@ -96,6 +101,15 @@ class ServerConfig:
             raise ConfigError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
         if not 0 <= self.port < 65536:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
+        if self.max_in_flight < 1:
+            raise ConfigError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
+        if self.breaker_threshold < 1:
+            raise ConfigError(f"breaker_threshold must be >= 1, got {self.breaker_threshold}")
+        for name in ("read_timeout_s", "request_timeout_s", "breaker_cooldown_s", "degraded_after_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.api_key is not None and not self.api_key.strip():  # an empty key is an error, not "no auth"
+            raise ConfigError("api_key is empty: give a non-empty key, or leave it out to run without auth")
 
     def effective_max_wait_ms(self, backend: str) -> float:
         if self.max_wait_ms is not None:
@@ -103,7 +117,16 @@ class ServerConfig:
         return 0.0 if backend in _PER_SAMPLE_BACKENDS else 5.0
 
     def resolved_api_key(self) -> str | None:
-        return self.api_key or os.environ.get(API_KEY_ENV) or None
+        """The key from ``api_key`` or ``$OPENRLHF_REWARD_API_KEY``; an empty one is refused
+        (it would otherwise silently turn authentication off)."""
+        if self.api_key is not None:
+            if not self.api_key.strip():
+                raise ConfigError("api_key is empty: give a non-empty key, or leave it out to run without auth")
+            return self.api_key
+        env = os.environ.get(API_KEY_ENV)
+        if env is not None and not env.strip():
+            raise ConfigError(f"${API_KEY_ENV} is set but empty: give a non-empty key, or unset it to run without auth")
+        return env or None
 
     def protocol_options(self, backend: str, scorer: Any = None) -> ProtocolOptions:
         need = self.require_requirements

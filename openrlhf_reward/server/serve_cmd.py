@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             args.config, backend=args.backend, model=args.model, backend_args=args.backend_arg,
             server_overrides=server_overrides_from_args(args),
         )
+        cfg.server.resolved_api_key()  # refuses an empty --api-key or $OPENRLHF_REWARD_API_KEY
     except ConfigError as e:
         print(f"openrlhf-reward serve: error: {e}", file=sys.stderr)
         return 2

@@ -7,12 +7,15 @@ from :mod:`weval_tasks.metrics`, and reported in [0, 100].
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from openrlhf_reward.schema import CATEGORIES, REQUIREMENT_TYPES, DataError, load_weval_jsonl
+from openrlhf_reward.scorers.judge import DEFAULT_MAX_RESPONSE_CHARS, truncate_middle
 from weval_tasks import DEMO_DATA
+from weval_tasks.absent import ABSENT_COLUMN, SKIP_ABSENT_ENV
 from weval_tasks.docs import document_from_row, document_to_row
 from weval_tasks.metrics import document_metrics, requirement_type_pairs
 
@@ -29,22 +32,43 @@ JUDGE_TEMPLATE = (
 def _data_files(data_files: Any) -> list[str]:
     if data_files is None or data_files == "":
         return [DEMO_DATA]
-    files = [data_files] if isinstance(data_files, (str, Path)) else list(data_files)
+    if isinstance(data_files, (str, Path)):
+        files = [data_files]
+    elif isinstance(data_files, (list, tuple)):
+        files = list(data_files)
+    else:
+        files = []
     if not files or not all(isinstance(f, (str, Path)) for f in files):
         raise DataError(f"metadata 'data_files' must be a path or a list of paths, got {data_files!r}")
     return [str(f) for f in files]
 
 
-def load_weval(data_files: Any = None, category: str | None = None, **_: Any):
+# Judge prompts show at most max_response_chars of a response (head and tail, a marker in
+# between), the `judge` backend's option, default and cut; --metadata '{"max_response_chars": N}',
+# 0 = never cut.
+
+
+def load_weval(
+    data_files: Any = None,
+    category: str | None = None,
+    family: str = "weval",
+    max_response_chars: Any = DEFAULT_MAX_RESPONSE_CHARS,
+    **_: Any,
+):
     """``custom_dataset`` for the weval tasks: validated documents of one category.
 
-    ``data_files`` comes from ``--metadata '{"data_files": ...}'`` (default: the embedded
-    demo set); ``category`` from the task's ``dataset_kwargs``.
+    ``data_files`` and ``max_response_chars`` come from ``--metadata`` (default: the
+    embedded demo set, 16000); ``category`` and ``family`` (``weval`` / ``wevaljudge`` / ``wevaladv`` / ``wevaladvjudge``) from the
+    task's ``dataset_kwargs``. A category absent from the data is an empty split under the
+    ``weval`` CLI (which then skips that task and reports it) and an error naming the tasks
+    to select otherwise.
     """
     import datasets
 
     if category is not None and category not in CATEGORIES:
         raise DataError(f"unknown category {category!r} in task config; expected one of {CATEGORIES}")
+    if isinstance(max_response_chars, bool) or not isinstance(max_response_chars, int) or max_response_chars < 0:
+        raise DataError(f"metadata 'max_response_chars' must be an integer >= 0, got {max_response_chars!r}")
     docs, seen = [], {}
     for path in _data_files(data_files):
         for doc in load_weval_jsonl(path):
@@ -52,13 +76,23 @@ def load_weval(data_files: Any = None, category: str | None = None, **_: Any):
                 raise DataError(f"duplicate document id {doc.id!r} in {path} and {seen[doc.id]}")
             seen[doc.id] = path
             docs.append(doc)
-    rows = [document_to_row(d) for d in docs if category is None or d.category == category]
+    rows = [
+        {**document_to_row(d), "max_response_chars": max_response_chars}
+        for d in docs
+        if category is None or d.category == category
+    ]
     if not rows:
         present = sorted({d.category for d in docs})
+        if os.environ.get(SKIP_ABSENT_ENV) == "1" and docs:
+            # lm-eval 0.4.13 needs one document to construct a task (it tests doc_to_text on
+            # it); this stand-in is marked so that `weval` drops the task before any request.
+            stand_in = {**document_to_row(docs[0]), "max_response_chars": max_response_chars,
+                        ABSENT_COLUMN: category}
+            return datasets.DatasetDict({"test": datasets.Dataset.from_list([stand_in])})
         raise DataError(
             f"no documents of category {category!r} in {', '.join(_data_files(data_files))}; "
-            f"categories present: {present}. Select only those tasks, e.g. --tasks "
-            + ",".join(f"weval-{c}" for c in present)
+            f"categories present: {present}. Run it with `weval` (which skips absent categories), "
+            f"or select only those tasks, e.g. --tasks " + ",".join(f"{family}-{c}" for c in present)
         )
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
@@ -95,9 +129,11 @@ def judge_gold(row: dict) -> int:
 def judge_contexts(row: dict) -> list[str]:
     """One judge prompt per (candidate, requirement), candidate-major."""
     doc = document_from_row(row)
+    budget = row.get("max_response_chars", DEFAULT_MAX_RESPONSE_CHARS)
+    responses = [truncate_middle(c.response, budget)[0] for c in doc.candidates]
     return [
-        JUDGE_TEMPLATE.format(instruction=doc.prompt, response=c.response, requirement=r.text)
-        for c in doc.candidates
+        JUDGE_TEMPLATE.format(instruction=doc.prompt, response=resp, requirement=r.text)
+        for resp in responses
         for r in doc.requirements
     ]
 
@@ -164,6 +200,8 @@ def adv_judge_contexts(row: dict) -> list[str]:
 
     doc = document_from_row(row)
     responses = [c.response for c in doc.candidates] + list(build_attacks(doc).values())
+    budget = row.get("max_response_chars", DEFAULT_MAX_RESPONSE_CHARS)
+    responses = [truncate_middle(response, budget)[0] for response in responses]
     return [
         JUDGE_TEMPLATE.format(instruction=doc.prompt, response=response, requirement=r.text)
         for response in responses

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from openrlhf_reward.build.cli_args import add_config_arguments, config_from_args, make_teacher
-from openrlhf_reward.build.weval import WEvalBuildConfig
+from openrlhf_reward.builders.cli_args import add_config_arguments, config_from_args, make_teacher
+from openrlhf_reward.builders.weval import WEvalBuildConfig
 
 HELP = "Build a WEval benchmark file from seed instructions with a teacher (resumable)."
 
@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.build.store import StoreError
-    from openrlhf_reward.build.weval import build_weval
+    from openrlhf_reward.builders.store import StoreError
+    from openrlhf_reward.builders.weval import build_weval
     from openrlhf_reward.schema import DataError
     from openrlhf_reward.teachers import TeacherError
 

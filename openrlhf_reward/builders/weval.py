@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openrlhf_reward.build.augment import augmentation_messages, parse_requirements_json
-from openrlhf_reward.build.dropout import dropout_levels, shuffled_order
-from openrlhf_reward.build.seeds import Seed, load_seeds
-from openrlhf_reward.build.store import WorkStore, write_jsonl_atomic, write_text_atomic
-from openrlhf_reward.build.teacher_units import (
+from openrlhf_reward.builders.augment import augmentation_messages, parse_requirements_json
+from openrlhf_reward.builders.dropout import dropout_levels, shuffled_order
+from openrlhf_reward.builders.seeds import Seed, load_seeds
+from openrlhf_reward.builders.store import WorkStore, write_jsonl_atomic, write_text_atomic
+from openrlhf_reward.builders.teacher_units import (
     Rejected,
     TeacherUnit,
     UnitStats,
@@ -193,7 +193,7 @@ def _assign_categories(
     pending = [s for s in seeds if s.category is None and f"cat:{key_of[s.id]}" not in store]
     if pending:
         if assigner is None:
-            from openrlhf_reward.build.categories import CategoryAssigner
+            from openrlhf_reward.builders.categories import CategoryAssigner
 
             _log(f"loading embedder {cfg.embedder} for {len(pending)} seeds", cfg.progress)
             assigner = CategoryAssigner(

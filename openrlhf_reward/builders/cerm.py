@@ -172,8 +172,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.build.cli_args import print_summary
-    from openrlhf_reward.build.store import write_jsonl_atomic
+    from openrlhf_reward.builders.cli_args import print_summary
+    from openrlhf_reward.builders.store import write_jsonl_atomic
     from openrlhf_reward.scorers.judge import CERM_CRITERIA_TEMPLATE, _read_template
 
     sides = SIDES if args.sides == "both" else (args.sides,)

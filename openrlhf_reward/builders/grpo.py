@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from openrlhf_reward.build.instructions import Instruction
+from openrlhf_reward.builders.instructions import Instruction
 from openrlhf_reward.schema import DataError, Requirement
 
 __all__ = ["grpo_row", "validate_grpo_row"]
@@ -97,7 +97,7 @@ def build_rows(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from openrlhf_reward.build.cli_args import add_teacher_arguments
+    from openrlhf_reward.builders.cli_args import add_teacher_arguments
 
     p.add_argument("--input", required=True, help="JSONL of instructions (listed requirements, or raw with --raw).")
     p.add_argument("--output", required=True, help="GRPO JSONL to write (atomically).")
@@ -114,9 +114,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.build.cli_args import print_summary
-    from openrlhf_reward.build.instructions import load_listed, load_raw
-    from openrlhf_reward.build.store import write_jsonl_atomic
+    from openrlhf_reward.builders.cli_args import print_summary
+    from openrlhf_reward.builders.instructions import load_listed, load_raw
+    from openrlhf_reward.builders.store import write_jsonl_atomic
 
     rejected: Counter = Counter()
     notes: list[str] = []
@@ -147,9 +147,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace, raw: list) -> tuple[list[Instruction], list[dict[str, Any]], int]:
-    from openrlhf_reward.build.cli_args import make_teacher, teacher_meta
-    from openrlhf_reward.build.extract import ExtractConfig, run_extraction
-    from openrlhf_reward.build.store import WorkStore, write_jsonl_atomic
+    from openrlhf_reward.builders.cli_args import make_teacher, teacher_meta
+    from openrlhf_reward.builders.extract import ExtractConfig, run_extraction
+    from openrlhf_reward.builders.store import WorkStore, write_jsonl_atomic
 
     cfg = ExtractConfig(
         min_requirements=args.min_requirements,

@@ -1,7 +1,7 @@
 """WRL reward-model pairs for OpenRLHF ``train_rm``, built by requirement dropout.
 
 For every instruction (query + requirements ``c1..cn``), seeded nested dropout
-(:func:`openrlhf_reward.build.dropout.dropout_levels`, the same code as the WEval builder)
+(:func:`openrlhf_reward.builders.dropout.dropout_levels`, the same code as the WEval builder)
 gives levels ``k = 0..L``: level ``k`` drops ``k`` requirements and its prompt is rebuilt from
 the query and the kept requirements only. The teacher answers each level's prompt once.
 Pairs are then formed between levels ``i < j`` (the answer with fewer drops is *chosen*):
@@ -53,8 +53,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openrlhf_reward.build.dropout import DropoutLevel, dropout_levels
-from openrlhf_reward.build.instructions import Instruction
+from openrlhf_reward.builders.dropout import DropoutLevel, dropout_levels
+from openrlhf_reward.builders.instructions import Instruction
 from openrlhf_reward.schema import DataError, Requirement, parse_requirements
 
 __all__ = [
@@ -264,13 +264,13 @@ def _meta(cfg: PairsBuildConfig, teacher: Any) -> dict[str, Any]:
         "raw", "text_key", "seed", "levels", "temperature", "max_tokens", "max_attempts", "system_prompt",
         "extract_temperature", "extract_max_tokens", "min_requirements", "max_requirements",
     )
-    from openrlhf_reward.build.cli_args import teacher_meta
+    from openrlhf_reward.builders.cli_args import teacher_meta
 
     return {"builder": "pairs", "format": 1, **{k: getattr(cfg, k) for k in keys}, **teacher_meta(teacher)}
 
 
 def _validate_answer(text: str) -> str:
-    from openrlhf_reward.build.teacher_units import Rejected
+    from openrlhf_reward.builders.teacher_units import Rejected
 
     if not text.strip():
         raise Rejected("empty_response", "the teacher returned no text")
@@ -279,10 +279,10 @@ def _validate_answer(text: str) -> str:
 
 def build_pairs(config: PairsBuildConfig, teacher: Any) -> dict[str, Any]:
     """Run (or resume) the build; returns the summary (also written to WORKDIR/summary.json)."""
-    from openrlhf_reward.build.extract import ExtractConfig, run_extraction
-    from openrlhf_reward.build.instructions import load_listed, load_raw
-    from openrlhf_reward.build.store import WorkStore, write_jsonl_atomic, write_text_atomic
-    from openrlhf_reward.build.teacher_units import (
+    from openrlhf_reward.builders.extract import ExtractConfig, run_extraction
+    from openrlhf_reward.builders.instructions import load_listed, load_raw
+    from openrlhf_reward.builders.store import WorkStore, write_jsonl_atomic, write_text_atomic
+    from openrlhf_reward.builders.teacher_units import (
         TeacherUnit,
         derive_seed,
         describe_failures,
@@ -447,7 +447,7 @@ _CHOICES = {"pairing": PAIRINGS, "granularity": GRANULARITIES}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from openrlhf_reward.build.cli_args import add_config_arguments
+    from openrlhf_reward.builders.cli_args import add_config_arguments
 
     parser.epilog = (
         "Example: openrlhf-reward build-pairs --input instructions.jsonl --output pairs.jsonl "
@@ -458,8 +458,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.build.cli_args import config_from_args, make_teacher, print_summary
-    from openrlhf_reward.build.store import StoreError
+    from openrlhf_reward.builders.cli_args import config_from_args, make_teacher, print_summary
+    from openrlhf_reward.builders.store import StoreError
 
     try:
         cfg = config_from_args(args, PairsBuildConfig)

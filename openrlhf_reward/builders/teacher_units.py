@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openrlhf_reward.build.store import WorkStore
+from openrlhf_reward.builders.store import WorkStore
 
 __all__ = ["Rejected", "TeacherUnit", "UnitStats", "auto_chunk_size", "derive_seed", "run_units"]
 

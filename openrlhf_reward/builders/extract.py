@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openrlhf_reward.build.instructions import Instruction, RawInstruction
-from openrlhf_reward.build.store import WorkStore
-from openrlhf_reward.build.teacher_units import (
+from openrlhf_reward.builders.instructions import Instruction, RawInstruction
+from openrlhf_reward.builders.store import WorkStore
+from openrlhf_reward.builders.teacher_units import (
     Rejected,
     TeacherUnit,
     UnitStats,
@@ -75,7 +75,7 @@ class ExtractConfig:
 
 def extraction_prompt(instruction: str, max_requirements: int = 8) -> str:
     """The extraction request; the check vocabulary is the one the augmentation prompt shows."""
-    from openrlhf_reward.build.augment import CHECK_DOC
+    from openrlhf_reward.builders.augment import CHECK_DOC
 
     vocab = "\n".join(f"  {line}" for line in CHECK_DOC.splitlines())
     return EXTRACT_PROMPT.format(

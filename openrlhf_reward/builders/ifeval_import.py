@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from openrlhf_reward.build.instructions import Instruction
+from openrlhf_reward.builders.instructions import Instruction
 from openrlhf_reward.schema import DataError, iter_jsonl
 
 __all__ = ["ifeval_instruction", "import_ifeval"]
@@ -46,7 +46,7 @@ def ifeval_instruction(obj: Any, where: str, *, prompt_key: str = "prompt", id_k
         raise DataError(f"{where}: 'instruction_id_list' is empty")
     raw_id = obj.get(id_key)
     if raw_id is None or isinstance(raw_id, bool) or not str(raw_id).strip():
-        from openrlhf_reward.build.instructions import content_id
+        from openrlhf_reward.builders.instructions import content_id
 
         inst_id = content_id(prompt, prefix="ifeval-")
     else:
@@ -92,9 +92,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.build.cli_args import print_summary
-    from openrlhf_reward.build.grpo import build_rows
-    from openrlhf_reward.build.store import write_jsonl_atomic
+    from openrlhf_reward.builders.cli_args import print_summary
+    from openrlhf_reward.builders.grpo import build_rows
+    from openrlhf_reward.builders.store import write_jsonl_atomic
 
     try:
         instructions, rejects = import_ifeval(

@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from openrlhf_reward.build.teacher_units import Rejected
+from openrlhf_reward.builders.teacher_units import Rejected
 from openrlhf_reward.checks import CheckSpecError, validate_check
 from openrlhf_reward.schema import REQUIREMENT_TYPES, Requirement
 
@@ -135,7 +135,7 @@ def parse_requirements_json(
         n: required number of requirements (None: any number >= 1).
         min_types: minimum number of distinct requirement types.
 
-    Raises :class:`~openrlhf_reward.build.teacher_units.Rejected` with a reason label (see module doc).
+    Raises :class:`~openrlhf_reward.builders.teacher_units.Rejected` with a reason label (see module doc).
     """
     body = text.strip()
     m = _FENCE.match(body)

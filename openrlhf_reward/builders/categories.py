@@ -50,32 +50,41 @@ class CategoryConfig:
     device: str | None = field(default=None, metadata={"help": "torch device for the embedder (None: cuda if available)."})
 
 
-def load_prototypes(path: str | Path | None = None) -> dict[str, list[str]]:
-    """Prototype instructions per category; every category needs at least one, keys must be known."""
+def load_labelled_texts(
+    path: str | Path | None, shipped: str, labels: Sequence[str], what: str
+) -> dict[str, list[str]]:
+    """``{label: [texts]}`` from ``path`` (default: the shipped ``data/<shipped>``): every label
+    of ``labels`` needs a non-empty list, and no other key is allowed (``_``-keys are comments).
+    ``what`` names the labels in errors ("category", "requirement type")."""
     if path is None:
-        text = resources.files("openrlhf_reward").joinpath("data/category_prototypes.json").read_text("utf-8")
-        where = "shipped category_prototypes.json"
+        text = resources.files("openrlhf_reward").joinpath(f"data/{shipped}").read_text("utf-8")
+        where = f"shipped {shipped}"
     else:
         p = Path(path)
         if not p.is_file():
-            raise DataError(f"prototype file not found: {p}")
+            raise DataError(f"{what} prototype file not found: {p}")
         text, where = p.read_text("utf-8"), str(p)
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{where}: invalid JSON ({e.msg})") from None
     if not isinstance(raw, Mapping):
-        raise DataError(f"{where}: expected an object {{category: [instructions]}}")
+        raise DataError(f"{where}: expected an object {{{what}: [texts]}}")
     protos = {k: v for k, v in raw.items() if not k.startswith("_")}
-    if unknown := sorted(set(protos) - set(CATEGORIES)):
-        raise DataError(f"{where}: unknown categories {unknown} (expected {', '.join(CATEGORIES)})")
+    if unknown := sorted(set(protos) - set(labels)):
+        raise DataError(f"{where}: unknown {what} {unknown} (expected {', '.join(labels)})")
     out: dict[str, list[str]] = {}
-    for cat in CATEGORIES:
-        items = protos.get(cat)
+    for label in labels:
+        items = protos.get(label)
         if not isinstance(items, list) or not items or not all(isinstance(s, str) and s.strip() for s in items):
-            raise DataError(f"{where}: category {cat!r} needs a non-empty list of prototype instructions")
-        out[cat] = items
+            raise DataError(f"{where}: {what} {label!r} needs a non-empty list of prototype texts")
+        out[label] = items
     return out
+
+
+def load_prototypes(path: str | Path | None = None) -> dict[str, list[str]]:
+    """Prototype instructions per category; every category needs at least one, keys must be known."""
+    return load_labelled_texts(path, "category_prototypes.json", CATEGORIES, "category")
 
 
 def resolve_embedder_path(name: str) -> str:

@@ -1,0 +1,136 @@
+"""Builders and importers on bad input (issue 8): one line naming file and line, exit 2, no
+traceback, nothing left behind; no rows -> non-zero; output == input refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from openrlhf_reward.cli import main
+
+GOOD_IFEVAL = {"key": 1, "prompt": "Write a haiku.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+REQ = {"id": "a", "type": "style", "text": "lowercase", "check": {"kind": "lowercase"}}
+GOOD_LISTED = {"id": "x1", "query": "Write a poem.", "requirements": [REQ]}
+
+BAD_FILES = {
+    "binary garbage": b"\x00\x01\xff\xfe\x89PNG\r\n",
+    "invalid UTF-8": json.dumps(GOOD_LISTED).encode() + b"\n" + b'{"query": "caf\xe9"}\n',
+    "deep nesting": b"[" * 100_000 + b"]" * 100_000 + b"\n",
+    "huge integer": b'{"id": ' + b"9" * 5000 + b"}\n",
+    "list-valued kind": (json.dumps({**GOOD_LISTED, "requirements": [{**REQ, "check": {"kind": ["lowercase"]}}]}) + "\n").encode(),
+    "dict-valued kind": (json.dumps({**GOOD_LISTED, "requirements": [{**REQ, "check": {"kind": {"a": 1}}}]}) + "\n").encode(),
+}
+
+
+def _run(capsys, argv: list[str]) -> tuple[int, str]:
+    rc = main(argv)
+    err = capsys.readouterr().err
+    return rc, err
+
+
+def _one_line_error(err: str, name: str) -> None:
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert name in lines[0], err
+
+
+CASES = [(c, w) for c in ("build-grpo", "import-ifeval") for w in sorted(BAD_FILES)
+         if not (c == "import-ifeval" and "kind" in w)]  # not IFEval rows: see the next test
+
+
+@pytest.mark.parametrize(("command", "what"), CASES)
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, command, what):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(BAD_FILES[what])
+    out = tmp_path / "out.jsonl"
+    rc, err = _run(capsys, [command, "--input", str(src), "--output", str(out)])
+    assert rc == 2
+    _one_line_error(err, "in.jsonl:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no output, no work dir
+
+
+@pytest.mark.parametrize("kwargs", [{"keywords": 5}, {"num_words": "abc", "relation": "at least"}])
+def test_import_ifeval_wrong_kwarg_types(tmp_path, capsys, kwargs):
+    iid = "keywords:existence" if "keywords" in kwargs else "length_constraints:number_words"
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({**GOOD_IFEVAL, "instruction_id_list": [iid], "kwargs": [kwargs]}) + "\n")
+    out = tmp_path / "out.jsonl"
+    rc, err = _run(capsys, ["import-ifeval", "--input", str(src), "--output", str(out)])
+    # refused (exit 2, naming the line) or rejected as a row (then no rows: exit 1)
+    assert rc in (1, 2), err
+    assert "Traceback" not in err and ("in.jsonl" in err or "line 1" in err)
+    assert not out.exists()
+
+
+def test_build_pairs_leaves_no_work_directory_after_input_errors(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(BAD_FILES["binary garbage"])
+    out = tmp_path / "pairs.jsonl"
+    rc, err = _run(capsys, ["build-pairs", "--input", str(src), "--output", str(out),
+                            "--teacher-model", "m", "--base-url", "http://127.0.0.1:9/v1"])
+    assert rc == 2
+    _one_line_error(err, "in.jsonl:1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_import_paper_bad_bytes(tmp_path, capsys):
+    src = tmp_path / "eval.jsonl"
+    src.write_bytes(BAD_FILES["invalid UTF-8"])
+    rc, err = _run(capsys, ["import-paper", "--input", str(src), "--output", str(tmp_path / "o.jsonl"),
+                            "--category", "creative_writing"])
+    assert rc == 2
+    _one_line_error(err, "eval.jsonl:2")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_output_that_is_a_directory_or_the_input_is_refused(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(GOOD_LISTED) + "\n")
+    before = src.read_bytes()
+    rc, err = _run(capsys, ["build-grpo", "--input", str(src), "--output", str(tmp_path / "." / "in.jsonl")])
+    assert rc == 2
+    _one_line_error(err, "is the input file")
+    assert src.read_bytes() == before
+    (tmp_path / "outdir").mkdir()
+    rc, err = _run(capsys, ["import-ifeval", "--input", str(src), "--output", str(tmp_path / "outdir")])
+    assert rc == 2
+    _one_line_error(err, "is a directory")
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", json.dumps({"prompt": ""}) + "\n"])
+def test_an_import_with_no_rows_fails(tmp_path, capsys, content):
+    src = tmp_path / "in.jsonl"
+    src.write_text(content)
+    out = tmp_path / "out.jsonl"
+    rc, err = _run(capsys, ["import-ifeval", "--input", str(src), "--output", str(out)])
+    assert rc != 0
+    assert "no rows" in err
+    assert not out.exists()
+
+
+def test_good_input_still_works(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(GOOD_IFEVAL) + "\n")
+    out = tmp_path / "out.jsonl"
+    rc, _ = _run(capsys, ["import-ifeval", "--input", str(src), "--output", str(out)])
+    assert rc == 0
+    assert len(out.read_text().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_weval_bad_metadata_and_bad_data_file(tmp_path, capsys, monkeypatch):
+    from weval_tasks.cli import main as weval_main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"id": "caf\xe9"}\n')
+    for meta, needle in (('{"data_files": 5}', "data_files"), (json.dumps({"data_files": str(bad)}), "bad.jsonl:1")):
+        monkeypatch.setattr("sys.argv", ["weval"])
+        rc = weval_main(["--model", "rules", "--tasks", "weval-creative_writing", "--metadata", meta,
+                         "--output_path", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert rc == 2
+        last = [x for x in err.splitlines() if x.strip()][-1]
+        assert last.startswith("weval: error:") and needle in last
+        assert "Traceback" not in err
