@@ -73,7 +73,7 @@ def train_rm_cpu(model: Path, train: Path, eval_: Path, run_dir: Path, *, max_le
 
 def weval_metrics(model_args: str, data: Path, out: Path) -> dict[str, float]:
     weval = Path(sys.executable).parent / "weval"
-    proc = subprocess.run([str(weval), "--model", "rm", "--model_args", model_args, "--tasks", "weval_*", "--batch_size", "5",
+    proc = subprocess.run([str(weval), "--model", "rm", "--model_args", model_args, "--tasks", "weval_*", "--batch_size", "5", "--device", "cpu",
                            "--metadata", json.dumps({"data_files": str(data)}), "--output_path", str(out)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                      batch=a.batch, epochs=a.epochs, lr=a.lr, max_samples=a.train_pairs)
     print(f"train_rm: {len(r.step_losses)} steps in {r.seconds:.0f} s; step loss {[round(x, 3) for x in r.step_losses]}")
     print(f"training-pair loss {r.before[0]:.3f} -> {r.after[0]:.3f}")
-    common = f"device=cpu,dtype=float32,max_length={a.max_len}"
+    common = f"dtype=float32,max_length={a.max_len}"
     # The untrained head: the same layout with the value head at its initialisation is what
     # train_rm starts from; approximated by the base model loaded as a bt backend.
     for name, margs in (("trained", f"pretrained={r.ckpt},backend=bt,{common}"),

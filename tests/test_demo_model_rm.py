@@ -75,7 +75,7 @@ def test_bt_and_weval_rm_on_held_out_writing_subset(trained, tmp_path):
     weval = [str(bin_dir / "weval")] if (bin_dir / "weval").exists() else [sys.executable, "-m", "weval_tasks"]
     proc = subprocess.run(
         [*weval, "--model", "rm", "--model_args",
-         f"pretrained={trained.ckpt},backend=bt,device=cpu,dtype=float32,max_length={MAX_LEN}", "--batch_size", "5",
+         f"pretrained={trained.ckpt},backend=bt,dtype=float32,max_length={MAX_LEN}", "--batch_size", "5", "--device", "cpu",
          "--tasks", "weval-creative_writing", "--metadata", json.dumps({"data_files": str(held_out)}),
          "--output_path", str(out)],
         capture_output=True, text=True, timeout=900,
