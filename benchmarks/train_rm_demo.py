@@ -1,6 +1,6 @@
 """WRL on CPU with the real demo model: OpenRLHF 0.11.2's own train_rm from SmolLM2-135M on
 pairs imported from the paper's train.parquet, then `weval --model rm` (bt) on held-out
-writing_subset groups, next to the untrained head and the length baseline.
+writing_subset groups, next to the length baseline.
 
     openrlhf-reward demo-model /tmp/smollm2
     python -m benchmarks.train_rm_demo --model /tmp/smollm2 --paper-data /path/to/paper \\
@@ -113,10 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train_rm: {len(r.step_losses)} steps in {r.seconds:.0f} s; step loss {[round(x, 3) for x in r.step_losses]}")
     print(f"training-pair loss {r.before[0]:.3f} -> {r.after[0]:.3f}")
     common = f"dtype=float32,max_length={a.max_len}"
-    # The untrained head: the same layout with the value head at its initialisation is what
-    # train_rm starts from; approximated by the base model loaded as a bt backend.
+    # The untrained head is not listed: the bt backend (rightly) refuses a plain causal-LM
+    # folder, and train_rm saves no step-0 checkpoint; see the README.
     for name, margs in (("trained", f"pretrained={r.ckpt},backend=bt,{common}"),
-                        ("untrained", f"pretrained={a.model},backend=bt,{common}"),
                         ("length", "backend=length")):
         t = time.perf_counter()
         m = weval_metrics(margs, held, a.out / f"weval_{name}")
