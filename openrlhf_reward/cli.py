@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "import-paper": "openrlhf_reward.builders.paper_import",
     "serve": "openrlhf_reward.server.serve_cmd",
     "reward-func-path": "openrlhf_reward.server.reward_func_path_cmd",
+    "demo-model": "openrlhf_reward.demo_model",
 }
 
 

