@@ -486,19 +486,17 @@ def test_remote_rm_lm_eval_model_matches_rules_lm(rules_server):
     pytest.importorskip("lm_eval")
     from types import SimpleNamespace
 
+    from openrlhf_reward.schema import load_weval_jsonl
     from weval_tasks import DEMO_DATA
+    from weval_tasks.docs import document_to_row
     from weval_tasks.models import RemoteRMLM, RulesLM
 
-    rows = [json.loads(line) for line in open(DEMO_DATA, encoding="utf-8")][:4]
     instances = []
-    for row in rows:
-        doc = {**row, "doc_json": json.dumps(row)}
-        for c in row["candidates"]:
-            instances.append(SimpleNamespace(doc=doc, args=(row["prompt"], c["response"])))
-    try:
-        want = RulesLM().loglikelihood(instances, disable_tqdm=True)
-    except Exception as e:  # the doc row format belongs to weval_tasks.docs; skip if it changed
-        pytest.skip(f"cannot build WEval instances here: {e}")
+    for doc in load_weval_jsonl(DEMO_DATA)[:4]:
+        row = document_to_row(doc)  # the task rows lm-eval hands to the model types
+        for c in doc.candidates:
+            instances.append(SimpleNamespace(doc=row, args=(doc.prompt, c.response)))
+    want = RulesLM().loglikelihood(instances, disable_tqdm=True)
     lm = RemoteRMLM(url=rules_server.url + "/get_reward", api_key=KEY, concurrency="4")
     assert lm.loglikelihood(instances, disable_tqdm=True) == want
     with pytest.raises(ValueError, match="url="):
