@@ -29,17 +29,15 @@ def train_rm_cpu(model: Path, train: Path, eval_: Path, run_dir: Path, *, max_le
                  epochs: int, lr: float, max_samples: int) -> SimpleNamespace:
     """recipes/train_rm_bt.sh's train_rm command, run in-process by OpenRLHF's ``train(args)``."""
     sys.path.insert(0, str(REPO / "tests"))  # the CPU stand-in for DeepSpeed lives with the tests
-    import torch
     from recipe_helpers import (
         dry_run,
         find,
-        import_openrlhf_cli,
         make_shims,
         parse_openrlhf,
         recipe_env,
         split_at,
     )
-    from test_rm_training import CPUStrategy, _pair_stats
+    from test_rm_training import train_rm_on_cpu
 
     run_dir.mkdir(parents=True, exist_ok=True)
     env = recipe_env(make_shims(run_dir / "bin"), run_dir, MODEL=str(model), TRAIN_DATA=str(train),
@@ -49,26 +47,11 @@ def train_rm_cpu(model: Path, train: Path, eval_: Path, run_dir: Path, *, max_le
     (cmd,) = find(dry_run("train_rm_bt.sh", env, ["--data.max_samples", str(max_samples)]), "deepspeed")
     _, argv = split_at(cmd, ["--module", "openrlhf.cli.train_rm"])
     _, args, _ = parse_openrlhf("openrlhf.cli.train_rm", argv)
-    train_rm = import_openrlhf_cli("openrlhf.cli.train_rm")
-    seen: dict = {}
-
-    class RecordingTrainer(train_rm.RewardModelTrainer):
-        def fit(self, *a, **k):
-            seen["before"] = _pair_stats(self)
-            super().fit(*a, **k)
-            seen["after"] = _pair_stats(self)
-
-    strategy = CPUStrategy(args)
-    orig = train_rm.get_strategy, train_rm.RewardModelTrainer
-    train_rm.get_strategy, train_rm.RewardModelTrainer = (lambda a: strategy), RecordingTrainer
     start = time.perf_counter()
-    try:
-        torch.manual_seed(0)
-        train_rm.train(args)
-    finally:
-        train_rm.get_strategy, train_rm.RewardModelTrainer = orig
+    run = train_rm_on_cpu(args)
     return SimpleNamespace(args=args, ckpt=Path(args.ckpt.output_dir), seconds=time.perf_counter() - start,
-                           step_losses=[float(x["loss"]) for x in strategy.train_logs], **seen)
+                           step_losses=[float(x["loss"]) for x in run.strategy.train_logs],
+                           before=run.before, after=run.after)
 
 
 def weval_metrics(model_args: str, data: Path, out: Path) -> dict[str, float]:

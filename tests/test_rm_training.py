@@ -212,6 +212,33 @@ def _pair_stats(trainer):
     return total / len(diffs), diffs
 
 
+def train_rm_on_cpu(args) -> SimpleNamespace:
+    """OpenRLHF's own ``train_rm.train(args)`` with :class:`CPUStrategy` for DeepSpeed; returns the
+    strategy (its ``train_logs``), the trainer and the pair statistics before and after ``fit``
+    (shared with ``benchmarks/train_rm_demo.py``)."""
+    import torch
+
+    train_rm = import_openrlhf_cli("openrlhf.cli.train_rm")
+    seen: dict = {}
+
+    class RecordingTrainer(train_rm.RewardModelTrainer):
+        def fit(self, *a, **k):
+            seen["trainer"] = self
+            seen["before"] = _pair_stats(self)
+            super().fit(*a, **k)
+            seen["after"] = _pair_stats(self)
+
+    strategy = CPUStrategy(args)
+    orig = train_rm.get_strategy, train_rm.RewardModelTrainer
+    train_rm.get_strategy, train_rm.RewardModelTrainer = (lambda a: strategy), RecordingTrainer
+    try:
+        torch.manual_seed(0)
+        train_rm.train(args)
+    finally:
+        train_rm.get_strategy, train_rm.RewardModelTrainer = orig
+    return SimpleNamespace(strategy=strategy, **seen)
+
+
 @pytest.fixture(scope="module")
 def trained_rm(wrl_data, tmp_path_factory):
     """OpenRLHF train_rm's train() on the recipe's command line; returns what it produced."""
@@ -231,27 +258,8 @@ def trained_rm(wrl_data, tmp_path_factory):
     _, args, _ = parse_openrlhf("openrlhf.cli.train_rm", argv)
     assert args.model.margin_loss_enable and args.data.apply_chat_template
 
-    train_rm = import_openrlhf_cli("openrlhf.cli.train_rm")
-    seen: dict = {}
-
-    class RecordingTrainer(train_rm.RewardModelTrainer):
-        def fit(self, *a, **k):
-            seen["trainer"] = self
-            seen["before"] = _pair_stats(self)
-            super().fit(*a, **k)
-            seen["after"] = _pair_stats(self)
-
-    import torch
-
-    strategy = CPUStrategy(args)
-    orig = train_rm.get_strategy, train_rm.RewardModelTrainer
-    train_rm.get_strategy, train_rm.RewardModelTrainer = (lambda a: strategy), RecordingTrainer
-    try:
-        torch.manual_seed(0)
-        train_rm.train(args)
-    finally:
-        train_rm.get_strategy, train_rm.RewardModelTrainer = orig
-    return SimpleNamespace(args=args, strategy=strategy, ckpt=Path(args.ckpt.output_dir), **seen)
+    run = train_rm_on_cpu(args)
+    return SimpleNamespace(args=args, ckpt=Path(args.ckpt.output_dir), **vars(run))
 
 
 def test_openrlhf_train_rm_learns_the_wrl_pairs(trained_rm):
