@@ -39,12 +39,23 @@ def cerm_score(response: str) -> float:
     return int(_h("cerm", response), 16) % 21 / 2
 
 
+def cerm_turn(messages: list[dict[str, str]]) -> str:
+    """Which turn of the judge backend's mode=cerm a chat request is: criteria, eval or other."""
+    user = messages[-1]["content"]
+    if len(messages) == 1 and "[Start of Query]" in user:
+        return "criteria"
+    if len(messages) == 3 and messages[1]["role"] == "assistant" and "[Start of Response]" in user:
+        return "eval"
+    return "other"
+
+
 def _cerm_answer(messages: list[dict[str, str]]) -> str | None:
     """CE-RM turns (the judge backend's mode=cerm): tagged criteria, or boxed scores."""
     user = messages[-1]["content"]
-    if len(messages) == 1 and "[Start of Query]" in user:
+    turn = cerm_turn(messages)
+    if turn == "criteria":
         return "The query needs care.\n[Start of Criteria]\n1. Adherence: follows the query\n[End of Criteria]"
-    if len(messages) == 3 and messages[1]["role"] == "assistant" and "[Start of Response]" in user:
+    if turn == "eval":
         response = user.split("[Start of Response]\n", 1)[1].rsplit("\n[End of Response]", 1)[0]
         return f"Adherence: ok \\boxed{{4}}\nOverall: \\boxed{{{cerm_score(response)}}}"
     return None

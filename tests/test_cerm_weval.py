@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from scripted_openai_server import MODEL, ScriptedServer, cerm_score
+from scripted_openai_server import MODEL, ScriptedServer, cerm_score, cerm_turn
 
 from openrlhf_reward.schema import load_weval_jsonl
 from weval_tasks import DEMO_DATA
@@ -20,12 +20,7 @@ BIN = Path(sys.executable).parent
 
 
 def _kind(body: dict) -> str:
-    msgs = body["messages"]
-    if len(msgs) == 1 and "[Start of Query]" in msgs[0]["content"]:
-        return "criteria"
-    if len(msgs) == 3 and "[Start of Response]" in msgs[2]["content"]:
-        return "eval"
-    return "other"
+    return cerm_turn(body["messages"])
 
 
 @pytest.mark.slow

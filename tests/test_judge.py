@@ -473,6 +473,8 @@ def test_string_options_are_converted(chat_double):
 
 # --------------------------------------------------------------------------- cerm mode
 
+from scripted_openai_server import cerm_turn  # noqa: E402
+
 from openrlhf_reward.scorers.judge import (  # noqa: E402
     CERM_CRITERIA_TEMPLATE,
     parse_boxed_scores,
@@ -483,12 +485,8 @@ from openrlhf_reward.scorers.judge import (  # noqa: E402
 
 
 def cerm_kind(body: dict) -> str:
-    msgs = body["messages"]
-    if len(msgs) == 1 and "[Start of Query]" in msgs[0]["content"]:
-        return "cerm_criteria"
-    if len(msgs) == 3 and "[Start of Response]" in msgs[2]["content"]:
-        return "cerm_eval"
-    return "other"
+    turn = cerm_turn(body["messages"])
+    return "other" if turn == "other" else f"cerm_{turn}"
 
 
 def _between(text: str, start: str, end: str) -> str:
