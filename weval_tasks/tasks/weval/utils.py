@@ -126,16 +126,21 @@ def judge_gold(row: dict) -> int:
     return 0
 
 
-def judge_contexts(row: dict) -> list[str]:
-    """One judge prompt per (candidate, requirement), candidate-major."""
-    doc = document_from_row(row)
+def _judge_prompts(row: dict, doc, responses: Sequence[str]) -> list[str]:
+    """One judge prompt per (response, requirement), response-major; responses truncated."""
     budget = row.get("max_response_chars", DEFAULT_MAX_RESPONSE_CHARS)
-    responses = [truncate_middle(c.response, budget)[0] for c in doc.candidates]
     return [
-        JUDGE_TEMPLATE.format(instruction=doc.prompt, response=resp, requirement=r.text)
+        JUDGE_TEMPLATE.format(instruction=doc.prompt, response=truncate_middle(resp, budget)[0],
+                              requirement=r.text)
         for resp in responses
         for r in doc.requirements
     ]
+
+
+def judge_contexts(row: dict) -> list[str]:
+    """One judge prompt per (candidate, requirement), candidate-major."""
+    doc = document_from_row(row)
+    return _judge_prompts(row, doc, [c.response for c in doc.candidates])
 
 
 def process_judge(row: dict, results: list) -> dict[str, Any]:
@@ -199,14 +204,7 @@ def adv_judge_contexts(row: dict) -> list[str]:
     from weval_tasks.attacks import build_attacks
 
     doc = document_from_row(row)
-    responses = [c.response for c in doc.candidates] + list(build_attacks(doc).values())
-    budget = row.get("max_response_chars", DEFAULT_MAX_RESPONSE_CHARS)
-    responses = [truncate_middle(response, budget)[0] for response in responses]
-    return [
-        JUDGE_TEMPLATE.format(instruction=doc.prompt, response=response, requirement=r.text)
-        for response in responses
-        for r in doc.requirements
-    ]
+    return _judge_prompts(row, doc, [c.response for c in doc.candidates] + list(build_attacks(doc).values()))
 
 
 def process_adv_judge(row: dict, results: list) -> dict[str, Any]:
