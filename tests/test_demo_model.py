@@ -52,21 +52,35 @@ def test_demo_model_folder_answers_and_is_reused(demo_model_dir, capsys):
 
 @pytest.mark.slow
 def test_judge_tasks_with_stock_lm_eval_hf_and_the_demo_model(tmp_path, demo_model_dir):
-    """Item: the wevaljudge_* tasks through stock `lm_eval --model hf` with the real model, on
-    two demo documents; one candidate x requirement score is recomputed with transformers."""
+    """Item: the wevaljudge_* tasks through stock `lm_eval --model hf --apply_chat_template`
+    with the real model, on two demo documents. Each judge prompt is the `judge` backend's
+    verdict conversation in the model's chat template, scored P(Yes) / (P(Yes) + P(No)) from
+    the answers "Yes" and "No"; one prompt is recomputed with transformers."""
     import math
 
-    from test_lm_eval_e2e import _cli, _yes_loglikelihood, read_outputs, run_cli
+    from test_lm_eval_e2e import (
+        _cli,
+        _yes_loglikelihood,
+        logged_verdicts,
+        read_outputs,
+        run_cli,
+        sample_requests,
+    )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from openrlhf_reward.schema import load_weval_jsonl
+    from openrlhf_reward.scorers.judge import (
+        DEFAULT_MAX_RESPONSE_CHARS,
+        truncate_middle,
+        verdict_messages,
+    )
     from weval_tasks import DEMO_DATA, TASKS_DIR
 
     out = tmp_path / "out"
     tasks = ["wevaljudge-creative_writing", "wevaljudge-academic_writing"]
     proc = run_cli(
         [*_cli("lm_eval", "lm_eval"), "--model", "hf",
-         "--model_args", f"pretrained={demo_model_dir},dtype=float32",
+         "--model_args", f"pretrained={demo_model_dir},dtype=float32", "--apply_chat_template",
          "--include_path", TASKS_DIR, "--tasks", ",".join(tasks), "--limit", "1",
          "--batch_size", "8", "--output_path", str(out), "--log_samples"],
         tmp_path,
@@ -81,11 +95,16 @@ def test_judge_tasks_with_stock_lm_eval_hf_and_the_demo_model(tmp_path, demo_mod
 
     rec = samples["wevaljudge-creative_writing"][0]
     doc = {d.id: d for d in load_weval_jsonl(DEMO_DATA)}[rec["doc"]["id"]]
-    lls = [float(r[0][0]) for r in rec["resps"]]
-    assert len(lls) == len(doc.candidates) * len(doc.requirements)
-    assert all(math.isfinite(x) and x < 0 for x in lls) and len(set(lls)) > 1  # a real model discriminates
     tok = AutoTokenizer.from_pretrained(demo_model_dir)
+    prompts, probs = logged_verdicts(rec)
+    want = [tok.apply_chat_template(verdict_messages(doc.prompt, truncate_middle(c.response, DEFAULT_MAX_RESPONSE_CHARS)[0], r.text),
+                                    add_generation_prompt=True, tokenize=False)
+            for c in doc.candidates for r in doc.requirements]
+    assert prompts == want  # the backend's conversation, as a chat endpoint renders it
+    assert {cont for _, cont in sample_requests(rec)} == {"Yes", "No"}  # the first answer token
+    assert all(0 < p < 1 for p in probs) and len(set(probs)) > 1  # a real model discriminates
     model = AutoModelForCausalLM.from_pretrained(demo_model_dir, dtype="float32").eval()
-    k = len(lls) - 1
-    context = rec["arguments"][k][0] if isinstance(rec["arguments"], list) else rec["arguments"][f"gen_args_{k}"]["arg_0"]
-    assert lls[k] == pytest.approx(_yes_loglikelihood(model, tok, context, " Yes"), abs=1e-3)
+    lls = [float(r[0][0]) for r in rec["resps"]]
+    k = len(prompts) - 1
+    assert lls[2 * k] == pytest.approx(_yes_loglikelihood(model, tok, prompts[k], "Yes"), abs=1e-3)
+    assert lls[2 * k + 1] == pytest.approx(_yes_loglikelihood(model, tok, prompts[k], "No"), abs=1e-3)

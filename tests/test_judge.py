@@ -8,6 +8,7 @@ model: gibberish answers, so it asserts plumbing and counting, not content).
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -217,6 +218,35 @@ def test_verdict_logprobs_give_probability(chat_double):
     finally:
         sc.close()
     assert res.requirement_scores["c1"] == pytest.approx(0.75)
+
+
+def test_verdict_prompt_and_score_are_the_shared_definition(chat_double):
+    """The backend sends exactly verdict_messages (the prompt the wevaljudge tasks render) and
+    its logprob score is normalized_verdict (the tasks' score)."""
+    from openrlhf_reward.scorers.judge import normalized_verdict, verdict_messages, verdict_text
+
+    def script(kind, body):
+        top = [{"token": " yes", "logprob": -0.5, "bytes": None}, {"token": "No", "logprob": -1.5, "bytes": None}]
+        return {"content": "Yes", "logprobs": {"content": [
+            {"token": " yes", "logprob": -0.5, "bytes": None, "top_logprobs": top}]}}
+
+    srv = chat_double(script)
+    sc = judge(srv, logprobs=True)
+    try:
+        [res] = sc.score([ScoreRequest("the instruction", "the response", REQS[:2])])
+    finally:
+        sc.close()
+    sent = [body["messages"] for _, body in srv.calls]
+    assert sorted(map(str, sent)) == sorted(
+        str(verdict_messages("the instruction", "the response", r.text)) for r in REQS[:2])
+    assert res.requirement_scores["c1"] == pytest.approx(normalized_verdict(-0.5, -1.5))
+    assert normalized_verdict(-0.5, -1.5) == pytest.approx(math.exp(-0.5) / (math.exp(-0.5) + math.exp(-1.5)))
+    # stable far out in the tails, symmetric, and undefined only when neither answer is possible
+    assert normalized_verdict(0.0, -1000.0) == 1.0 and normalized_verdict(-1000.0, 0.0) < 1e-300
+    assert normalized_verdict(-3.0, -1.0) == pytest.approx(1 - normalized_verdict(-1.0, -3.0))
+    assert normalized_verdict(-math.inf, -2.0) == 0.0 and normalized_verdict(-math.inf, -math.inf) is None
+    text = verdict_text("I", "R", "Q")
+    assert text.startswith(VERDICT_SYSTEM_PROMPT) and text.endswith("Answer Yes or No.\nAnswer:")
 
 
 def test_retries_with_backoff_then_success(chat_double):

@@ -215,6 +215,30 @@ def _yes_loglikelihood(model, tok, context: str, continuation: str) -> float:
     return sum(logp[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont))
 
 
+def sample_requests(rec: dict) -> list[tuple[str, str]]:
+    """(context, continuation) of every request of a logged lm-eval sample, in order."""
+    args = rec["arguments"]
+    if isinstance(args, list):
+        return [(a[0], a[1]) for a in args]
+    return [(args[f"gen_args_{k}"]["arg_0"], args[f"gen_args_{k}"]["arg_1"]) for k in range(len(args))]
+
+
+def logged_verdicts(rec: dict) -> tuple[list[str], list[float]]:
+    """The judge prompts of a logged judge sample and P(Yes) / (P(Yes) + P(No)) for each,
+    recomputed here from the logged log-likelihoods of its (Yes, No) request pairs."""
+    import math
+
+    reqs, lls = sample_requests(rec), [float(r[0][0]) for r in rec["resps"]]
+    assert len(reqs) == len(lls) and len(reqs) % 2 == 0
+    prompts, probs = [], []
+    for k in range(0, len(reqs), 2):
+        (ctx_yes, yes), (ctx_no, no) = reqs[k], reqs[k + 1]
+        assert ctx_yes == ctx_no and yes.strip() == "Yes" and no.strip() == "No" and yes[:-3] == no[:-2]
+        prompts.append(ctx_yes)
+        probs.append(math.exp(lls[k]) / (math.exp(lls[k]) + math.exp(lls[k + 1])))
+    return prompts, probs
+
+
 def test_judge_tasks_with_stock_lm_eval_hf(tmp_path, tiny_lm_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -232,19 +256,29 @@ def test_judge_tasks_with_stock_lm_eval_hf(tmp_path, tiny_lm_dir):
     assert {f"wevaljudge-{c}" for c in CATEGORIES} <= set(samples)
 
     # Recompute one document's candidate scores with transformers directly.
+    from openrlhf_reward.scorers.judge import verdict_text
+
     rec = samples["wevaljudge-creative_writing"][0]
     docs = {d.id: d for d in load_weval_jsonl(DEMO_DATA)}
     doc = docs[rec["doc"]["id"]]
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir, dtype="float32").eval()
     n_req = len(doc.requirements)
-    assert len(rec["resps"]) == len(doc.candidates) * n_req
+    prompts, probs = logged_verdicts(rec)  # two requests (" Yes", " No") per judge prompt
+    assert len(prompts) == len(doc.candidates) * n_req
+    # the backend's verdict prompt, as plain text; candidate-major
+    assert prompts == [verdict_text(doc.prompt, c.response, r.text) for c in doc.candidates for r in doc.requirements]
     lls = [float(r[0][0]) for r in rec["resps"]]
-    for k in (0, n_req + 1, len(lls) - 1):  # spot-check a few contexts
-        context = rec["arguments"][k][0] if isinstance(rec["arguments"], list) else rec["arguments"][f"gen_args_{k}"]["arg_0"]
-        assert context.endswith("Answer:")
-        assert lls[k] == pytest.approx(_yes_loglikelihood(model, tok, context, " Yes"), abs=1e-3)
-    scores = [sum(lls[i * n_req : (i + 1) * n_req]) / n_req for i in range(len(doc.candidates))]
+    # spot-check prompts that fit the tiny model's 1024 positions (lm-eval cuts longer ones
+    # from the left, which this recomputation does not)
+    fits = [k for k, c in enumerate(prompts) if len(tok(c + " Yes")["input_ids"]) <= model.config.max_position_embeddings]
+    assert len(fits) >= 3
+    for k in (fits[0], fits[len(fits) // 2], fits[-1]):
+        assert prompts[k].endswith("Answer:")
+        assert lls[2 * k] == pytest.approx(_yes_loglikelihood(model, tok, prompts[k], " Yes"), abs=1e-3)
+        assert lls[2 * k + 1] == pytest.approx(_yes_loglikelihood(model, tok, prompts[k], " No"), abs=1e-3)
+    assert len(set(probs)) > 1 and all(0 < p < 1 for p in probs)
+    scores = [sum(probs[i * n_req : (i + 1) * n_req]) / n_req for i in range(len(doc.candidates))]
     gold = [c.gold_rank for c in doc.candidates]
     for k, v in expected_doc_metrics(gold, scores).items():
         assert rec[k] == pytest.approx(v)

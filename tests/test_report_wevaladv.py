@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_lm_eval_e2e import _cli, expected_doc_metrics, read_outputs, run_cli
+from test_lm_eval_e2e import _cli, expected_doc_metrics, logged_verdicts, read_outputs, run_cli
 
 from openrlhf_reward.checks import count_words
 from openrlhf_reward.schema import CATEGORIES, load_weval_jsonl
@@ -191,13 +191,11 @@ def test_wevaladvjudge_with_stock_lm_eval_hf(tmp_path, tiny_lm_dir):
     [rec] = samples["wevaladvjudge-creative_writing"]
     doc = DOCS[rec["doc"]["id"]]
     n, n_req = len(doc.candidates), len(doc.requirements)
-    assert len(rec["resps"]) == (n + len(ATTACKS)) * n_req
-    contexts = [a[0] for a in rec["arguments"]] if isinstance(rec["arguments"], list) else [
-        rec["arguments"][f"gen_args_{k}"]["arg_0"] for k in range(len(rec["resps"]))]
+    contexts, probs = logged_verdicts(rec)
+    assert len(contexts) == (n + len(ATTACKS)) * n_req
     # the empty attack's judge prompts show an empty response, not a placeholder
     assert "Response:\n\n\nRequirement:" in contexts[n * n_req]
-    lls = [float(r[0][0]) for r in rec["resps"]]
-    scores = [sum(lls[i * n_req : (i + 1) * n_req]) / n_req for i in range(n + len(ATTACKS))]
+    scores = [sum(probs[i * n_req : (i + 1) * n_req]) / n_req for i in range(n + len(ATTACKS))]
     gold = [c.gold_rank for c in doc.candidates]
     want = expected_hacks(dict(zip(gold, scores[:n])), dict(zip(ATTACKS, scores[n:])))
     for k, v in {**expected_doc_metrics(gold, scores[:n]), **want}.items():

@@ -4,8 +4,10 @@ Two modes:
 
 ``verdict``
     One chat call per requirement (instruction, response, that requirement) asking for
-    ``Yes`` or ``No``. Requirement score = 1.0 / 0.0, or with ``logprobs=true``
-    P(Yes) / (P(Yes) + P(No)) read from the first answer token's top log-probabilities.
+    ``Yes`` or ``No`` (:func:`verdict_messages`, the prompt the ``wevaljudge-*`` tasks use
+    too). Requirement score = 1.0 / 0.0, or with ``logprobs=true`` the normalised verdict
+    P(Yes) / (P(Yes) + P(No)) (:func:`normalized_verdict`, the tasks' score) read from the
+    first answer token's top log-probabilities.
     Reward = mean over the parsed verdicts. A sample without requirements gets one verdict
     against :data:`GENERIC_REQUIREMENT` (the reward; no per-requirement detail).
 
@@ -79,6 +81,31 @@ VERDICT_PROMPT = (
 )
 #: The single requirement judged when a sample carries none.
 GENERIC_REQUIREMENT = "The response fully follows the instruction."
+#: The two answers a verdict is read from (first answer token), in this order.
+VERDICT_WORDS = ("Yes", "No")
+
+
+def verdict_messages(instruction: str, response: str, requirement: str) -> list[dict[str, str]]:
+    """The verdict conversation: the ONE judge prompt, sent as chat messages by the `judge`
+    backend and rendered by the ``wevaljudge-*`` tasks (chat template or :func:`verdict_text`)."""
+    user = VERDICT_PROMPT.format(instruction=instruction, response=response, requirement=requirement)
+    return [{"role": "system", "content": VERDICT_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def verdict_text(instruction: str, response: str, requirement: str) -> str:
+    """:func:`verdict_messages` as plain text for a model read without a chat template; the
+    verdict follows as the continuation ``" Yes"`` / ``" No"``."""
+    system, user = verdict_messages(instruction, response, requirement)
+    return f"{system['content']}\n\n{user['content']}\nAnswer:"
+
+
+def normalized_verdict(logp_yes: float, logp_no: float) -> float | None:
+    """The verdict score P(Yes) / (P(Yes) + P(No)) from two log-probabilities, computed
+    stably; None when neither answer has any probability (both -inf)."""
+    if logp_yes == -math.inf and logp_no == -math.inf:
+        return None
+    d = logp_no - logp_yes  # P(Yes)/(P(Yes)+P(No)) = 1 / (1 + exp(d))
+    return 1.0 / (1.0 + math.exp(d)) if d < 0 else math.exp(-d) / (1.0 + math.exp(-d))
 
 #: System message for deriving criteria from a query.
 CRITERIA_SYSTEM_PROMPT = (
@@ -177,7 +204,9 @@ def parse_verdict(text: str | None) -> bool | None:
 
 
 def verdict_probability(logprobs: Any) -> float | None:
-    """P(Yes) / (P(Yes) + P(No)) at the first non-blank answer token, if either is in its top-k."""
+    """:func:`normalized_verdict` at the first non-blank answer token, if Yes or No is in its
+    top-k. Spellings of one answer (``Yes``, `` yes``, ``YES``) are summed: an API's top-k
+    list holds them separately."""
     content = getattr(logprobs, "content", None) or []
     for tok in content:
         if not re.sub(r"[\W_]", "", tok.token or ""):
@@ -187,8 +216,7 @@ def verdict_probability(logprobs: Any) -> float | None:
             word = re.sub(r"[\W_]", "", alt.token or "").lower()
             if word in p:
                 p[word] += math.exp(alt.logprob)
-        total = p["yes"] + p["no"]
-        return p["yes"] / total if total > 0 else None
+        return normalized_verdict(*(math.log(v) if v > 0 else -math.inf for v in (p["yes"], p["no"])))
     return None
 
 
@@ -557,11 +585,9 @@ class JudgeScorer(Scorer):
 
     async def _verdict(self, req: ScoreRequest, requirement: str, response: str) -> tuple[float | None, str]:
         self._stats["verdicts"] += 1
-        user = VERDICT_PROMPT.format(
-            instruction=req.prompt or req.query or "", response=response, requirement=requirement
-        )
-        choice = await self._chat(VERDICT_SYSTEM_PROMPT, user, self.config.max_tokens,
-                                  logprobs=self.config.logprobs)
+        messages = verdict_messages(req.prompt or req.query or "", response, requirement)
+        choice = await self._chat("", "", self.config.max_tokens, logprobs=self.config.logprobs,
+                                  messages=messages)
         text = choice.message.content if choice is not None and choice.message else None
         score: float | None = None
         if self.config.logprobs and choice is not None:

@@ -1,4 +1,5 @@
-"""WEval task helpers: data loading, candidate choices, judge prompts, per-document metrics.
+"""WEval task helpers: data loading, candidate choices, the judge task class and prompts,
+per-document metrics.
 
 Every metric is computed per document in ``process_*`` (lm-eval groups can only average),
 from :mod:`weval_tasks.metrics`, and reported in [0, 100].
@@ -12,21 +13,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lm_eval.api.instance import Instance
+from lm_eval.api.task import ConfigurableTask
+
 from openrlhf_reward.schema import CATEGORIES, REQUIREMENT_TYPES, DataError, load_weval_jsonl
-from openrlhf_reward.scorers.judge import DEFAULT_MAX_RESPONSE_CHARS, truncate_middle
+from openrlhf_reward.scorers.judge import (
+    DEFAULT_MAX_RESPONSE_CHARS,
+    VERDICT_WORDS,
+    normalized_verdict,
+    truncate_middle,
+    verdict_messages,
+    verdict_text,
+)
 from weval_tasks import DEMO_DATA
 from weval_tasks.absent import ABSENT_COLUMN, SKIP_ABSENT_ENV
 from weval_tasks.docs import document_from_row, document_to_row
-from weval_tasks.metrics import document_metrics, requirement_type_pairs
-
-JUDGE_TEMPLATE = (
-    "You are judging whether a response follows one requirement of an instruction.\n\n"
-    "Instruction:\n{instruction}\n\n"
-    "Response:\n{response}\n\n"
-    "Requirement:\n{requirement}\n\n"
-    "Does the response satisfy this requirement? Answer Yes or No.\n"
-    "Answer:"
-)
+from weval_tasks.metrics import document_metrics, mean_per_candidate, requirement_type_pairs
 
 
 def _data_files(data_files: Any) -> list[str]:
@@ -122,34 +124,99 @@ def process_ranking(row: dict, results: list) -> dict[str, Any]:
 
 
 def judge_gold(row: dict) -> int:
-    # An int from doc_to_text selects lm-eval's "many contexts, one continuation" mode.
+    # An int from doc_to_text selects lm-eval's "many contexts" mode: one context per choice.
     return 0
 
 
-def _judge_prompts(row: dict, doc, responses: Sequence[str]) -> list[str]:
-    """One judge prompt per (response, requirement), response-major; responses truncated."""
+# ---- the judge families (wevaljudge-*, wevaladvjudge-*) ---------------------------------
+# One judge definition with the `judge` backend (openrlhf_reward.scorers.judge): the same
+# verdict prompt (verdict_messages) and the same score, the normalised verdict
+# P(Yes) / (P(Yes) + P(No)) per (candidate, requirement); a candidate's score is the mean
+# over its requirements, as the backend's reward is.
+
+
+def _verdict_items(row: dict, responses: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(instruction, response, requirement) per judge prompt, response-major; responses cut
+    to the row's max_response_chars like the backend's."""
+    doc = document_from_row(row)
     budget = row.get("max_response_chars", DEFAULT_MAX_RESPONSE_CHARS)
-    return [
-        JUDGE_TEMPLATE.format(instruction=doc.prompt, response=truncate_middle(resp, budget)[0],
-                              requirement=r.text)
-        for resp in responses
-        for r in doc.requirements
-    ]
+    return [(doc.prompt, truncate_middle(resp, budget)[0], r.text) for resp in responses for r in doc.requirements]
+
+
+def judge_items(row: dict) -> list[tuple[str, str, str]]:
+    """wevaljudge-*: one verdict per (candidate, requirement)."""
+    return _verdict_items(row, [c.response for c in document_from_row(row).candidates])
+
+
+def adv_judge_items(row: dict) -> list[tuple[str, str, str]]:
+    """wevaladvjudge-*: one verdict per (candidate, requirement), real then degenerate."""
+    from weval_tasks.attacks import build_attacks
+
+    doc = document_from_row(row)
+    return _verdict_items(row, [c.response for c in doc.candidates] + list(build_attacks(doc).values()))
 
 
 def judge_contexts(row: dict) -> list[str]:
-    """One judge prompt per (candidate, requirement), candidate-major."""
-    doc = document_from_row(row)
-    return _judge_prompts(row, doc, [c.response for c in doc.candidates])
+    """wevaljudge-* choices: the verdict prompts as plain text (no chat template)."""
+    return [verdict_text(*item) for item in judge_items(row)]
+
+
+def adv_judge_contexts(row: dict) -> list[str]:
+    """wevaladvjudge-* choices: the verdict prompts as plain text (no chat template)."""
+    return [verdict_text(*item) for item in adv_judge_items(row)]
+
+
+class VerdictTask(ConfigurableTask):
+    """A judge task: two log-likelihood requests per verdict prompt, the answers "Yes" and
+    "No", so that the score can be normalised (lm-eval's multiple-choice "many contexts" mode
+    asks for one continuation only).
+
+    Without a chat template the contexts are lm-eval's (``doc_to_choice``, with any
+    ``--system_instruction`` in front) and the continuations `` Yes`` / `` No``. With
+    ``--apply_chat_template`` each context is the backend's conversation
+    (:func:`verdict_messages`: its system message, then the user turn) rendered by the model's
+    chat template with the generation prompt, and the continuations ``Yes`` / ``No``: the
+    first answer token the backend reads from a chat endpoint.
+    """
+
+    ITEMS = {"wevaljudge": judge_items, "wevaladvjudge": adv_judge_items}
+
+    def __init__(self, config: dict | None = None, **kwargs: Any) -> None:
+        # lm-eval hands a `class:` task its whole YAML, the `class` key included, which its
+        # TaskConfig does not take.
+        super().__init__(config={k: v for k, v in (config or {}).items() if k != "class"}, **kwargs)
+
+    def construct_requests(self, doc: dict, ctx: str | list[str], **kwargs: Any) -> list[Instance]:
+        apply_chat_template = kwargs.pop("apply_chat_template", False)
+        chat_template = kwargs.pop("chat_template", None)
+        if apply_chat_template and chat_template is not None:
+            items = self.ITEMS[self.config.dataset_kwargs["family"]](doc)
+            contexts, delimiter = [chat_template(verdict_messages(*item)) for item in items], ""
+        else:
+            contexts, delimiter = list(ctx), self.config.target_delimiter
+        args = [(c, delimiter + word) for c in contexts for word in VERDICT_WORDS]
+        return [Instance(request_type="loglikelihood", doc=doc, arguments=a, idx=i, **kwargs)
+                for i, a in enumerate(args)]
+
+
+def verdict_scores(results: list) -> list[float]:
+    """Normalised verdicts from the (log P(Yes), log P(No)) request pairs, in prompt order."""
+    lls = [float(r[0]) for r in results]
+    if len(lls) % len(VERDICT_WORDS):
+        raise RuntimeError(f"{len(lls)} log-likelihoods are not (Yes, No) pairs")
+    out = []
+    for k in range(0, len(lls), 2):
+        p = normalized_verdict(lls[k], lls[k + 1])
+        if p is None:  # a softmax never gives both -inf: the model type is broken, not the answer
+            raise RuntimeError(f"verdict prompt {k // 2}: log P(Yes) and log P(No) are both -inf")
+        out.append(p)
+    return out
 
 
 def process_judge(row: dict, results: list) -> dict[str, Any]:
-    """wevaljudge-*: candidate score = mean over requirements of log P(" Yes" | judge prompt)."""
+    """wevaljudge-*: candidate score = mean over requirements of P(Yes) / (P(Yes) + P(No))."""
     doc = document_from_row(row)
-    n_req = len(doc.requirements)
-    lls = [float(r[0]) for r in results]
-    scores = [sum(lls[i * n_req : (i + 1) * n_req]) / n_req for i in range(len(doc.candidates))]
-    return _metrics(row, scores)
+    return _metrics(row, mean_per_candidate(verdict_scores(results), len(doc.candidates)))
 
 
 def micro_accuracy(items: list[tuple[int, int]]) -> float:
@@ -199,19 +266,9 @@ def process_adv(row: dict, results: list) -> dict[str, Any]:
     return _adv_metrics(row, [float(r[0]) for r in results])
 
 
-def adv_judge_contexts(row: dict) -> list[str]:
-    """wevaladvjudge-*: one judge prompt per (candidate, requirement), real then degenerate."""
-    from weval_tasks.attacks import build_attacks
-
-    doc = document_from_row(row)
-    return _judge_prompts(row, doc, [c.response for c in doc.candidates] + list(build_attacks(doc).values()))
-
-
 def process_adv_judge(row: dict, results: list) -> dict[str, Any]:
-    """wevaladvjudge-*: candidate score = mean over requirements of log P(" Yes" | judge prompt)."""
+    """wevaladvjudge-*: candidate score = mean over requirements of P(Yes) / (P(Yes) + P(No))."""
     from weval_tasks.attacks import ATTACKS
-    from weval_tasks.metrics import mean_per_candidate
 
     doc = document_from_row(row)
-    lls = [float(r[0]) for r in results]
-    return _adv_metrics(row, mean_per_candidate(lls, len(doc.candidates) + len(ATTACKS)))
+    return _adv_metrics(row, mean_per_candidate(verdict_scores(results), len(doc.candidates) + len(ATTACKS)))
