@@ -268,17 +268,13 @@ def openrlhf_train_rm_args(argv: list[str]):
     raise AssertionError("train_rm did not parse its arguments")
 
 
-@pytest.mark.openrlhf
-def test_pairs_load_with_openrlhf_reward_dataset(tmp_path, tiny_lm_dir):
-    src = _write_jsonl(tmp_path / "in.jsonl", INSTRUCTIONS)
-    out = tmp_path / "pairs.jsonl"
-    build_pairs(PairsBuildConfig(input=str(src), output=str(out), granularity="both", pairing="all", progress=False),
-                ScriptedTeacher())
-    records = load_pairs_jsonl(out)
+def openrlhf_reward_dataset(pairs: Path, model_dir: Path, max_len: int):
+    """(OpenRLHF's own RewardDataset over a pairs file, as train_rm builds it with the model's
+    tokenizer and chat template; the tokenizer)."""
     args = openrlhf_train_rm_args([
-        "--model.model_name_or_path", str(tiny_lm_dir), "--data.dataset", str(out),
+        "--model.model_name_or_path", str(model_dir), "--data.dataset", str(pairs),
         "--data.prompt_key", "prompt", "--data.chosen_key", "chosen", "--data.rejected_key", "rejected",
-        "--data.apply_chat_template", "--model.margin_loss_enable", "--data.max_len", "512",
+        "--data.apply_chat_template", "--model.margin_loss_enable", "--data.max_len", str(max_len),
     ])
     from openrlhf.datasets import RewardDataset
     from openrlhf.datasets.utils import blending_datasets
@@ -287,8 +283,19 @@ def test_pairs_load_with_openrlhf_reward_dataset(tmp_path, tiny_lm_dir):
     strategy = OpenRLHFStrategy(args)
     data = blending_datasets(args.data.dataset, args.data.dataset_probs, strategy, args.train.seed,
                              max_count=args.data.max_samples, dataset_split=args.data.dataset_split)
-    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
     ds = RewardDataset(data, tok, args.data.max_len, strategy, input_template=args.data.input_template, num_processors=1)
+    return ds, tok
+
+
+@pytest.mark.openrlhf
+def test_pairs_load_with_openrlhf_reward_dataset(tmp_path, tiny_lm_dir):
+    src = _write_jsonl(tmp_path / "in.jsonl", INSTRUCTIONS)
+    out = tmp_path / "pairs.jsonl"
+    build_pairs(PairsBuildConfig(input=str(src), output=str(out), granularity="both", pairing="all", progress=False),
+                ScriptedTeacher())
+    records = load_pairs_jsonl(out)
+    ds, tok = openrlhf_reward_dataset(out, tiny_lm_dir, max_len=512)
     assert len(ds) == len(records)
     assert list(ds.extras) == [r["margin"] for r in records]  # margins come through
     for k in (0, len(records) - 1):

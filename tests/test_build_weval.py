@@ -27,7 +27,7 @@ from openrlhf_reward.builders.dropout import dropout_levels
 from openrlhf_reward.builders.store import StoreMismatchError
 from openrlhf_reward.builders.teacher_units import Rejected
 from openrlhf_reward.builders.weval import WEvalBuildConfig, build_weval
-from openrlhf_reward.checks import CHECK_KINDS
+from openrlhf_reward.checks import CHECK_KINDS, validate_check
 from openrlhf_reward.schema import (
     CATEGORIES,
     DataError,
@@ -204,6 +204,81 @@ def test_build_with_teacher_json_records_rejects_by_reason(tmp_path):
     # Different settings against the same work dir are refused, not mixed.
     with pytest.raises(StoreMismatchError, match="seed: stored 7 != now 8"):
         build_weval(WEvalBuildConfig(**{**cfg.__dict__, "seed": 8}), ScriptedTeacher())
+
+
+# ---- structured output (json_schema) for the openai teacher -------------------------------
+def _check_samples() -> list[dict]:
+    """One instance of every form of the check schema (a dict per anyOf entry)."""
+    from openrlhf_reward.builders.augment import check_json_schema
+
+    values = {"exact": 3, "min": 1, "max": 9, "marker": "- ", "text": "Thanks.", "keywords": ["moon"], "chars": ";"}
+    out = []
+    for form in check_json_schema()["anyOf"][1:]:
+        props = form["properties"]
+        out.append({"kind": props["kind"]["const"], **{k: values[k] for k in props if k != "kind"}})
+    return out
+
+
+def test_requirements_json_schema_matches_the_parser():
+    jsonschema = pytest.importorskip("jsonschema")
+    from openrlhf_reward.builders.augment import requirements_json_schema
+
+    schema = requirements_json_schema(5)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate({"requirements": GOOD}, schema)  # the parser's reference answer
+    samples = _check_samples()
+    assert {c["kind"] for c in samples} == set(CHECK_KINDS) - {"ifeval"}  # every kind the prompt lists
+    for check in samples:  # every form the schema allows is a valid check
+        jsonschema.validate({"requirements": [{**GOOD[0], "check": check}] + GOOD[1:]}, schema)
+        validate_check(check)
+    for bad in ({"requirements": GOOD[:4]}, {"requirements": [{**GOOD[0], "type": "vibe"}] + GOOD[1:]},
+                {"requirements": [{**GOOD[0], "check": {"kind": "rhymes"}}] + GOOD[1:]},
+                {"requirements": [{**GOOD[0], "check": {"kind": "word_count", "exact": 4}}] + GOOD[1:]},
+                {"requirements": GOOD, "note": "x"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_openai_teacher_json_schema_option_constrains_only_augmentation(tmp_path):
+    """json_schema=true: augmentation requests carry response_format with the requirement schema,
+    candidate answers do not; off (the default) no request carries it. Same answers, same file."""
+    from openrlhf_reward.builders.augment import requirements_json_schema
+    from openrlhf_reward.teachers import get_teacher
+
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", [SCRIPTED_SEEDS[0], SCRIPTED_SEEDS[-1]])  # augmented + listed
+    built = {}
+    for on in (False, True):
+        out = tmp_path / f"weval-{on}.jsonl"
+        opts = {"json_schema": True} if on else {}
+        with ScriptedServer() as srv, get_teacher("openai", base_url=srv.base_url, model=MODEL, **opts) as teacher:
+            assert teacher.uses_json_schema is on
+            summary = build_weval(WEvalBuildConfig(seeds=str(seeds), output=str(out), category_field="category",
+                                                   progress=False), teacher)
+        assert summary["kept"] == 2
+        aug = [r for r in srv.requests if r["messages"][0]["content"].startswith("You add requirements")]
+        rest = [r for r in srv.requests if r not in aug]
+        assert len(aug) == 1 and len(rest) == 5 + 2  # 5 levels for the augmented seed, 2 for the listed one
+        assert all("response_format" not in r for r in rest)
+        if on:
+            assert aug[0]["response_format"] == {"type": "json_schema", "json_schema": {
+                "name": "requirements", "schema": requirements_json_schema(5), "strict": True}}
+        else:
+            assert "response_format" not in aug[0]
+        header = json.loads((tmp_path / f"weval-{on}.jsonl.work" / "work.jsonl").read_text().splitlines()[0])
+        assert header["value"].get("structured_output") is (True if on else None)  # off: old fingerprint
+        built[on] = out.read_bytes()
+    assert built[True] == built[False]
+
+
+def test_json_schema_teacher_option_from_the_cli():
+    from openrlhf_reward.builders.cli_args import parse_options
+    from openrlhf_reward.teachers import get_teacher, teacher_options
+
+    assert ("json_schema", False, teacher_options("openai")[-1][2]) == teacher_options("openai")[-1]
+    opts = parse_options(["json_schema=true"])
+    with get_teacher("openai", base_url="http://127.0.0.1:9/v1", model="m", **opts) as teacher:
+        assert teacher.config.json_schema is True and teacher.uses_json_schema
+    assert ScriptedTeacher().uses_json_schema is False  # the Teacher default: the plain interface
 
 
 def test_bad_seed_files_are_named(tmp_path):

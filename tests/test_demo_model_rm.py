@@ -41,7 +41,8 @@ def trained(demo_model_dir, tmp_path_factory):
     (base / "train.jsonl").write_text("\n".join(lines[:N_TRAIN]) + "\n")
     (base / "eval.jsonl").write_text("\n".join(lines[N_TRAIN:N_TRAIN + 2]) + "\n")
     return train_rm_cpu(demo_model_dir, base / "train.jsonl", base / "eval.jsonl", base / "run",
-                        max_len=MAX_LEN, batch=BATCH, epochs=EPOCHS, lr=5e-5, max_samples=N_TRAIN)
+                        max_len=MAX_LEN, batch=BATCH, epochs=EPOCHS, lr=5e-5, max_samples=N_TRAIN,
+                        untrained_dir=base / "untrained")
 
 
 def test_train_rm_from_the_demo_model_lowers_the_loss(trained):
@@ -58,10 +59,15 @@ def test_train_rm_from_the_demo_model_lowers_the_loss(trained):
 def test_bt_and_weval_rm_on_held_out_writing_subset(trained, tmp_path):
     from openrlhf_reward.scorers import ScoreRequest, get_scorer
 
+    requests = [ScoreRequest(prompt="Write a haiku.", response="Leaves fall."),
+                ScoreRequest(prompt="Write a haiku.", response="x")]
     sc = get_scorer("bt", model=str(trained.ckpt), device="cpu", dtype="float32", max_length=MAX_LEN)
-    got = [r.reward for r in sc.score([ScoreRequest(prompt="Write a haiku.", response="Leaves fall."),
-                                       ScoreRequest(prompt="Write a haiku.", response="x")])]
+    got = [r.reward for r in sc.score(requests)]
     assert all(math.isfinite(g) for g in got) and got[0] != got[1]
+    # the untrained head (saved before step 1, train_rm's layout) loads too and is another model
+    sc0 = get_scorer("bt", model=str(trained.untrained), device="cpu", dtype="float32", max_length=MAX_LEN)
+    got0 = [r.reward for r in sc0.score(requests)]
+    assert all(math.isfinite(g) for g in got0) and got0 != got
 
     ws = _import_paper(PAPER / "writing_subset.parquet", tmp_path / "ws.jsonl",
                        "--category", "creative_writing", "--requirement-type", "content")

@@ -24,8 +24,8 @@ def _cli(name: str, module: str) -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", module]
 
 
-def run_cli(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+def run_cli(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def read_outputs(out: Path) -> tuple[dict, dict[str, list[dict]]]:

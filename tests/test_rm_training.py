@@ -212,10 +212,25 @@ def _pair_stats(trainer):
     return total / len(diffs), diffs
 
 
-def train_rm_on_cpu(args) -> SimpleNamespace:
+def save_untrained(strategy: CPUStrategy, model, tokenizer, output_dir: Path, value_head_prefix: str) -> None:
+    """Save the reward model exactly as train_rm initialised it (``init_value_head=True``, its
+    seed), before any step, in the layout train_rm saves at the end: train_rm's own epilogue
+    (``config.value_head_prefix``, then ``strategy.save_model``) run on a copy, so the model
+    being trained is not touched. No ``mean``/``std`` in its config: those are set by
+    ``RewardModelTrainer.evaluate``, which has not run yet."""
+    import copy
+
+    step0 = copy.deepcopy(strategy._unwrap_model(model))
+    step0.config.value_head_prefix = value_head_prefix
+    strategy.save_model(step0, tokenizer, str(output_dir))
+    del step0
+
+
+def train_rm_on_cpu(args, untrained_dir: Path | None = None) -> SimpleNamespace:
     """OpenRLHF's own ``train_rm.train(args)`` with :class:`CPUStrategy` for DeepSpeed; returns the
     strategy (its ``train_logs``), the trainer and the pair statistics before and after ``fit``
-    (shared with ``benchmarks/train_rm_demo.py``)."""
+    (shared with ``benchmarks/train_rm_demo.py``). With ``untrained_dir``, the freshly
+    initialised reward model is saved there first (:func:`save_untrained`)."""
     import torch
 
     train_rm = import_openrlhf_cli("openrlhf.cli.train_rm")
@@ -224,6 +239,8 @@ def train_rm_on_cpu(args) -> SimpleNamespace:
     class RecordingTrainer(train_rm.RewardModelTrainer):
         def fit(self, *a, **k):
             seen["trainer"] = self
+            if untrained_dir is not None:
+                save_untrained(strategy, self.model, self.tokenizer, untrained_dir, args.ds.value_head_prefix)
             seen["before"] = _pair_stats(self)
             super().fit(*a, **k)
             seen["after"] = _pair_stats(self)
@@ -258,8 +275,8 @@ def trained_rm(wrl_data, tmp_path_factory):
     _, args, _ = parse_openrlhf("openrlhf.cli.train_rm", argv)
     assert args.model.margin_loss_enable and args.data.apply_chat_template
 
-    run = train_rm_on_cpu(args)
-    return SimpleNamespace(args=args, ckpt=Path(args.ckpt.output_dir), **vars(run))
+    run = train_rm_on_cpu(args, untrained_dir=base / "untrained")
+    return SimpleNamespace(args=args, ckpt=Path(args.ckpt.output_dir), untrained=base / "untrained", **vars(run))
 
 
 def test_openrlhf_train_rm_learns_the_wrl_pairs(trained_rm):
@@ -336,3 +353,22 @@ def test_bt_backend_scores_the_checkpoint_like_openrlhf(trained_rm, wrl_data):
                         max_length=args.data.max_len, attn_implementation="eager")
     got_norm = [r.reward for r in normed.score(requests[:4])]
     assert got_norm == pytest.approx([(g - cfg["mean"]) / cfg["std"] for g in got[:4]], abs=1e-4)
+
+
+def test_untrained_checkpoint_is_the_step_0_model(trained_rm, wrl_data):
+    """The untrained head saved before step 1 has train_rm's layout, loads in `bt`, and scores the
+    training pairs exactly as the model did before ``fit`` (the ``before`` statistics)."""
+    from openrlhf_reward.scorers import ScoreRequest, get_scorer
+
+    cfg = json.loads((trained_rm.untrained / "config.json").read_text())
+    assert cfg["value_head_prefix"] == "score" and "mean" not in cfg  # evaluate() has not run yet
+    kw = {"device": "cpu", "dtype": "float32", "max_length": trained_rm.args.data.max_len,
+          "attn_implementation": "eager"}
+    rows = _rows(wrl_data / "pairs.jsonl")[:N_TRAIN]
+    requests = [ScoreRequest(prompt=r["prompt"][0]["content"], response=r[side][0]["content"])
+                for r in rows for side in ("chosen", "rejected")]
+    untrained = [x.reward for x in get_scorer("bt", model=str(trained_rm.untrained), **kw).score(requests)]
+    trained = [x.reward for x in get_scorer("bt", model=str(trained_rm.ckpt), **kw).score(requests)]
+    diffs = sorted(untrained[2 * i] - untrained[2 * i + 1] for i in range(N_TRAIN))
+    assert diffs == pytest.approx(sorted(trained_rm.before[1]), abs=1e-4)  # the dataloader shuffles
+    assert max(abs(u - t) for u, t in zip(untrained, trained, strict=True)) > 1e-2

@@ -12,6 +12,11 @@ and must answer with JSON only::
 ``invalid_json``, ``wrong_shape``, ``wrong_count``, ``unknown_type``,
 ``invalid_requirement``, ``invalid_check``, ``duplicate_requirement``,
 ``types_not_mixed``, ``conflicting_checks``.
+
+:func:`requirements_json_schema` is the same answer shape as a JSON Schema (the check forms of
+:data:`CHECK_DOC`, exactly ``n`` items), sent to teachers that constrain decoding to a schema
+(``--teacher-opt json_schema=true`` with the ``openai`` backend). It only shapes the answer:
+counts, mixed types, duplicates and conflicts are still checked by the parser.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ __all__ = [
     "CHECK_DOC",
     "augmentation_messages",
     "find_conflict",
+    "check_json_schema",
     "parse_requirements_json",
+    "requirement_item_schema",
+    "requirements_json_schema",
 ]
 
 CHECK_DOC = """\
@@ -72,6 +80,71 @@ def augmentation_messages(query: str, n: int = 5, min_types: int = 3) -> list[di
             "content": _AUGMENT_TEMPLATE.format(query=query.strip(), n=n, min_types=min_types, check_doc=CHECK_DOC),
         },
     ]
+
+
+# String bounds of the schema: a constrained small model otherwise may loop inside a string
+# until the token limit; validation accepts longer texts from unconstrained teachers.
+MAX_SCHEMA_TEXT_CHARS = 300
+MAX_SCHEMA_KEYWORDS = 5
+_COUNT = {"type": "integer", "minimum": 0}
+
+
+def _check_form(kind: str, **params: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"kind": {"const": kind}, **params},
+        "required": ["kind", *params],
+        "additionalProperties": False,
+    }
+
+
+def check_json_schema() -> dict[str, Any]:
+    """JSON Schema of a ``check``: null or one of the forms listed in :data:`CHECK_DOC`."""
+    text = {"type": "string", "minLength": 1, "maxLength": 80}
+    forms: list[dict[str, Any]] = [{"type": "null"}]
+    bounds = [("exact",), ("min",), ("max",), ("min", "max")]  # 'exact' stands alone
+    marker = {"enum": ["- ", "* "]}
+    for kind in ("word_count", "sentence_count", "paragraph_count", "bullet_count", "question_count", "percent_count"):
+        extra = {"marker": marker} if kind == "bullet_count" else {}
+        for names in bounds[1:] if kind == "word_count" else bounds:  # word_count takes no 'exact'
+            forms.append(_check_form(kind, **extra, **dict.fromkeys(names, _COUNT)))
+    forms += [
+        _check_form("starts_with", text=text),
+        _check_form("ends_with", text=text),
+        _check_form("contains_all", keywords={"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 40},
+                                              "minItems": 1, "maxItems": MAX_SCHEMA_KEYWORDS}),
+        _check_form("forbidden_chars", chars={"type": "string", "minLength": 1, "maxLength": 8}),
+        _check_form("lowercase"),
+        _check_form("title_brackets"),
+    ]
+    return {"anyOf": forms}
+
+
+def requirement_item_schema() -> dict[str, Any]:
+    """JSON Schema of one requirement: ``{"type", "text", "check"}``."""
+    return {
+        "type": "object",
+        "properties": {
+            "type": {"enum": list(REQUIREMENT_TYPES)},
+            "text": {"type": "string", "minLength": 1, "maxLength": MAX_SCHEMA_TEXT_CHARS},
+            "check": check_json_schema(),
+        },
+        "required": ["type", "text", "check"],
+        "additionalProperties": False,
+    }
+
+
+def requirements_json_schema(n: int = 5) -> dict[str, Any]:
+    """JSON Schema of an augmentation answer: ``{"requirements": [n requirement objects]}``."""
+    return {
+        "title": "requirements",
+        "type": "object",
+        "properties": {
+            "requirements": {"type": "array", "items": requirement_item_schema(), "minItems": n, "maxItems": n},
+        },
+        "required": ["requirements"],
+        "additionalProperties": False,
+    }
 
 
 _FENCE = re.compile(r"^```(?:json|JSON)?\s*\n(.*)\n\s*```$", re.DOTALL)

@@ -113,8 +113,14 @@ def make_teacher(args: argparse.Namespace) -> Any:
 
 
 def teacher_meta(teacher: Any) -> dict[str, Any]:
-    """The teacher identity recorded in a work store's fingerprint (not speed knobs or keys)."""
-    return {"teacher": teacher.name, "teacher_model": teacher.model_name}
+    """The teacher identity recorded in a work store's fingerprint (not speed knobs or keys).
+
+    Schema-constrained decoding changes what a JSON answer can be, so it is recorded too; only
+    when on, so work directories of unconstrained builds keep their fingerprint."""
+    meta = {"teacher": teacher.name, "teacher_model": teacher.model_name}
+    if getattr(teacher, "uses_json_schema", False):
+        meta["structured_output"] = True
+    return meta
 
 
 def print_summary(

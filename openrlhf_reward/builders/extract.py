@@ -37,6 +37,7 @@ from openrlhf_reward.schema import REQUIREMENT_TYPES, DataError, Requirement, pa
 __all__ = [
     "EXTRACT_PROMPT",
     "ExtractConfig",
+    "extraction_json_schema",
     "extraction_units",
     "parse_extraction",
     "run_extraction",
@@ -71,6 +72,23 @@ class ExtractConfig:
     temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of the extraction request."})
     max_tokens: int = field(default=4096, metadata={"help": "Token limit (reasoning models need room to think)."})
     retries: int = field(default=2, metadata={"help": "Extra tries for an answer that fails validation."})
+
+
+def extraction_json_schema(min_requirements: int = 1, max_requirements: int = 8) -> dict[str, Any]:
+    """JSON Schema of an extraction answer (for teachers that constrain decoding to a schema)."""
+    from openrlhf_reward.builders.augment import MAX_SCHEMA_TEXT_CHARS, requirement_item_schema
+
+    return {
+        "title": "extraction",
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "minLength": 1, "maxLength": 4 * MAX_SCHEMA_TEXT_CHARS},
+            "requirements": {"type": "array", "items": requirement_item_schema(),
+                             "minItems": min_requirements, "maxItems": max_requirements},
+        },
+        "required": ["query", "requirements"],
+        "additionalProperties": False,
+    }
 
 
 def extraction_prompt(instruction: str, max_requirements: int = 8) -> str:
@@ -205,6 +223,7 @@ def run_extraction(
         chunk_size=chunk_size,
         desc="extract requirements",
         progress=progress,
+        json_schema=extraction_json_schema(config.min_requirements, config.max_requirements),
     )
     kept: list[Instruction] = []
     rejects: list[dict[str, Any]] = []

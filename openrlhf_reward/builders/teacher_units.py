@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,8 +83,12 @@ def run_units(
     desc: str = "teacher",
     max_consecutive_failures: int = 8,
     progress: bool = True,
+    json_schema: Mapping[str, Any] | None = None,
 ) -> UnitStats:
     """Answer every unit whose key is not yet in ``store``.
+
+    ``json_schema``: the JSON Schema every answer must match (units that expect JSON); it is
+    handed to teachers whose ``uses_json_schema`` is True, which constrain decoding to it.
 
     Stored values are ``{"ok": True, **accepted}`` (``accept`` returned a dict) or
     ``{"ok": True, "value": accepted}``, and ``{"ok": False, "reason", "error", "output"}``
@@ -103,6 +107,9 @@ def run_units(
         file=sys.stderr, dynamic_ncols=True,
     )
     consecutive_failures = 0
+    extra: dict[str, Any] = {}
+    if json_schema is not None and getattr(teacher, "uses_json_schema", False):
+        extra["json_schema"] = json_schema
 
     def handle(unit: TeacherUnit, text: str, attempt: int) -> TeacherUnit | None:
         """Store the unit's outcome; return it if it should be tried again."""
@@ -131,7 +138,7 @@ def run_units(
                 answered: set[int] = set()
                 try:
                     for i, text in teacher.chat_as_completed(
-                        convs, temperature=temperature, max_tokens=max_tokens, seed=seeds
+                        convs, temperature=temperature, max_tokens=max_tokens, seed=seeds, **extra
                     ):
                         answered.add(i)
                         consecutive_failures = 0
@@ -145,7 +152,7 @@ def run_units(
                             continue
                         try:
                             (text,) = teacher.chat(
-                                [u.messages], temperature=temperature, max_tokens=max_tokens, seed=[seeds[i]]
+                                [u.messages], temperature=temperature, max_tokens=max_tokens, seed=[seeds[i]], **extra
                             )
                         except TeacherError as e:
                             stats.failed[u.key] = str(e)

@@ -27,7 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openrlhf_reward.builders.augment import augmentation_messages, parse_requirements_json
+from openrlhf_reward.builders.augment import (
+    augmentation_messages,
+    parse_requirements_json,
+    requirements_json_schema,
+)
 from openrlhf_reward.builders.dropout import dropout_levels, shuffled_order
 from openrlhf_reward.builders.seeds import Seed, load_seeds
 from openrlhf_reward.builders.store import WorkStore, write_jsonl_atomic, write_text_atomic
@@ -116,8 +120,9 @@ def _meta(cfg: WEvalBuildConfig, teacher: Teacher) -> dict[str, Any]:
     )
     meta = {"builder": "weval", "format": 1, **{k: getattr(cfg, k) for k in keys}}
     meta["prototypes_sha"] = _prototypes_hash(cfg.prototypes)
-    meta["teacher"] = teacher.name
-    meta["teacher_model"] = teacher.model_name
+    from openrlhf_reward.builders.cli_args import teacher_meta
+
+    meta.update(teacher_meta(teacher))
     return meta
 
 
@@ -245,6 +250,7 @@ def _augment(
     return run_units(
         teacher, units, store, temperature=cfg.aug_temperature, max_tokens=cfg.aug_max_tokens,
         retries=cfg.max_attempts - 1, chunk_size=cfg.chunk_size, desc="requirements", progress=cfg.progress,
+        json_schema=requirements_json_schema(cfg.n_requirements),
     )
 
 

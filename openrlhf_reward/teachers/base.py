@@ -116,6 +116,17 @@ class Teacher(ABC):
         """The model identity recorded in built files (``source.teacher``)."""
         return getattr(getattr(self, "config", None), "model", "") or self.name
 
+    @property
+    def uses_json_schema(self) -> bool:
+        """True when requests whose answer must be JSON should carry its JSON Schema.
+
+        A teacher that answers True accepts a ``json_schema=`` keyword (a JSON Schema dict) in
+        :meth:`chat` and :meth:`chat_as_completed` and constrains decoding to it (the
+        ``openai`` backend with ``json_schema=true``: the endpoint's structured output). The
+        builders pass it only to such teachers, so other backends keep the plain interface.
+        """
+        return False
+
     @abstractmethod
     def chat(
         self,

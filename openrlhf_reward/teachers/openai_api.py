@@ -4,13 +4,19 @@ Works with ``vllm serve MODEL`` (base_url ``http://HOST:PORT/v1``), hosted APIs 
 in an environment variable, or any server speaking the same protocol. Requests run in a
 thread pool of ``concurrency`` workers; transient failures (connection errors, timeouts,
 429 and 5xx answers) are retried with exponential backoff.
+
+With ``json_schema=true`` (off by default), requests whose answer must be JSON (requirement
+augmentation and extraction) carry ``response_format = {"type": "json_schema",
+"json_schema": {"name", "schema", "strict": true}}``, the OpenAI structured-output field that
+vLLM's OpenAI server also honours (it constrains decoding to the schema), so small teachers
+stop failing on JSON syntax; the builders still validate every answer.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +64,19 @@ class OpenAITeacherConfig:
         metadata={"help": "Extra JSON fields merged into each request (e.g. chat_template_kwargs for vLLM)."},
     )
     strip_reasoning: bool = field(default=True, metadata={"help": "Remove <think>...</think> blocks from answers."})
+    json_schema: bool = field(
+        default=False,
+        metadata={"help": "Send response_format json_schema on requests that must answer JSON (structured output; vLLM, OpenAI)."},
+    )
+
+
+def response_format(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The chat-completions ``response_format`` asking for answers that match ``schema``.
+
+    The name is the schema's ``title`` (OpenAI requires one; letters, digits, ``_`` and ``-``).
+    """
+    name = str(schema.get("title") or "answer")
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": dict(schema), "strict": True}}
 
 
 class OpenAITeacher(Teacher):
@@ -97,6 +116,10 @@ class OpenAITeacher(Teacher):
     def model_name(self) -> str:
         return self._resolve_model()
 
+    @property
+    def uses_json_schema(self) -> bool:
+        return self.config.json_schema
+
     def _resolve_model(self) -> str:
         with self._model_lock:
             if not self.config.model:
@@ -111,7 +134,10 @@ class OpenAITeacher(Teacher):
                 self.config.model = models[0].id
             return self.config.model
 
-    def _one(self, messages: Messages, temperature: float, max_tokens: int, seed: int | None) -> str:
+    def _one(
+        self, messages: Messages, temperature: float, max_tokens: int, seed: int | None,
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> str:
         c = self.config
         body: dict[str, Any] = {
             "model": self._resolve_model(),
@@ -125,6 +151,9 @@ class OpenAITeacher(Teacher):
             body["top_p"] = c.top_p
         if c.extra_body:
             body.update(c.extra_body)
+        if json_schema is not None:
+            body["response_format"] = response_format(json_schema)
+
         def post() -> dict:
             # The client's documented raw `post` (auth, base URL, typed errors) without its
             # per-request parameter transform and response models: ~40% less client CPU per
@@ -156,9 +185,11 @@ class OpenAITeacher(Teacher):
         temperature: float = 0.7,
         max_tokens: int = 512,
         seed: SeedArg = None,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> list[str]:
         out: list[str | None] = [None] * len(batch)
-        for i, text in self.chat_as_completed(batch, temperature=temperature, max_tokens=max_tokens, seed=seed):
+        for i, text in self.chat_as_completed(batch, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                                              json_schema=json_schema):
             out[i] = text
         return out  # type: ignore[return-value]
 
@@ -169,14 +200,17 @@ class OpenAITeacher(Teacher):
         temperature: float = 0.7,
         max_tokens: int = 512,
         seed: SeedArg = None,
+        json_schema: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[int, str]]:
+        """As :meth:`Teacher.chat_as_completed`; ``json_schema`` (a JSON Schema dict) is sent as
+        ``response_format`` so the endpoint constrains the answers to it."""
         convs = validate_batch(batch)
         seeds = per_item_seeds(seed, len(convs))
         if not convs:
             return
         self._resolve_model()
         futures: dict[Future, int] = {
-            self._pool.submit(self._one, conv, temperature, max_tokens, s): i
+            self._pool.submit(self._one, conv, temperature, max_tokens, s, json_schema): i
             for i, (conv, s) in enumerate(zip(convs, seeds))
         }
         pending = set(futures)
