@@ -89,6 +89,41 @@ def test_judge_backend_with_demo_model_through_reward_server(demo_vllm, demo_mod
     print(f"{mode}: rewards {rewards} stats {st}")
 
 
+def test_judge_backend_and_judge_tasks_agree_on_the_demo_model(demo_vllm, demo_model_dir):
+    """One judge definition across engines: the `judge` backend's verdict scores (vLLM chat
+    endpoint, top log-probabilities) equal P(Yes) / (P(Yes) + P(No)) computed the way the
+    wevaljudge tasks compute it under --apply_chat_template (the backend's messages in the chat
+    template, then the answers "Yes" and "No"), here with transformers directly."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from openrlhf_reward.scorers import ScoreRequest
+    from openrlhf_reward.scorers.judge import normalized_verdict, verdict_messages
+
+    doc = load_weval_jsonl(DEMO_DATA)[0]
+    cand = doc.candidates[0]
+    scorer = get_scorer("judge", model=demo_vllm.model, base_url=demo_vllm.base_url, logprobs=True,
+                        max_tokens=2, top_logprobs=20, timeout=300, max_retries=1)
+    try:
+        [res] = scorer.score([ScoreRequest(doc.prompt, cand.response, doc.requirements)])
+    finally:
+        scorer.close()
+    tok = AutoTokenizer.from_pretrained(demo_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(demo_model_dir, dtype=torch.float32).eval()
+    yes, no = (tok("Yes", add_special_tokens=False)["input_ids"], tok("No", add_special_tokens=False)["input_ids"])
+    assert len(yes) == len(no) == 1  # one answer token each: the first token the backend reads
+    for r in doc.requirements:
+        ctx = tok.apply_chat_template(verdict_messages(doc.prompt, cand.response, r.text),
+                                      add_generation_prompt=True, tokenize=False)
+        ids = tok(ctx, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0, -1].float(), dim=-1)
+        want = normalized_verdict(logp[yes[0]].item(), logp[no[0]].item())
+        # the backend also sums other spellings (" yes", "YES") from its top-20: a little mass
+        assert res.requirement_scores[r.id] == pytest.approx(want, abs=0.02), (r.id, want)
+    print(f"backend vs task definition: {res.requirement_scores}")
+
+
 # ---- build-weval / build-pairs with the demo model as teacher ------------------------------
 # A handful of seeds, small token limits: real generations, real rejects, a few minutes of CI.
 BUILD_SEEDS = [
