@@ -27,6 +27,8 @@
 #   JUDGE_MODELS   space-separated judge models (hub ids or paths) (default: empty)
 #   JUDGE_TP       vLLM tensor parallel size for judges      (default: 1)
 #   JUDGE_ARGS     extra vLLM model_args, e.g. "max_model_len=8192,gpu_memory_utilization=0.85"
+#   JUDGE_CHAT     1 = --apply_chat_template: the judge sees the reward backend's verdict
+#                  messages in its chat template, as a chat endpoint serves it (default: 1)
 #                                                            (default: max_model_len=8192)
 #   REWARD_URLS    comma- or |-separated reward-server URLs  (default: the URL file of
 #                  serve_rm.sh, $RUN_DIR/rm_serve/reward_urls.txt, if it exists, else empty)
@@ -53,6 +55,7 @@ fi
 : "${JUDGE_MODELS:=}"
 : "${JUDGE_TP:=1}"
 : "${JUDGE_ARGS=max_model_len=8192}"
+: "${JUDGE_CHAT:=1}"
 if [ -z "${REWARD_URLS+x}" ]; then
   REWARD_URLS=""
   [ -s "$RUN_DIR/rm_serve/reward_urls.txt" ] && REWARD_URLS="$(tr -d '[:space:]' <"$RUN_DIR/rm_serve/reward_urls.txt")"
@@ -119,8 +122,10 @@ if [ -n "$JUDGE_MODELS" ]; then
     name="judge-$(basename "$model")"
     model_args="pretrained=$model,tensor_parallel_size=$JUDGE_TP,dtype=auto${JUDGE_ARGS:+,$JUDGE_ARGS}"
     with_out "$OUTPUT_DIR/$name" "${common[@]}"
+    chat=()
+    [ "$JUDGE_CHAT" = 1 ] && chat=(--apply_chat_template)
     run lm_eval --model vllm --model_args "$model_args" --include_path "$tasks_dir" \
-      --tasks 'wevaljudge_*' --batch_size auto "${OUT_ARGS[@]}" "$@"
+      --tasks 'wevaljudge_*' --batch_size auto "${chat[@]}" "${OUT_ARGS[@]}" "$@"
     runs+=("$OUTPUT_DIR/$name")
   done
 fi

@@ -475,6 +475,7 @@ def test_project_commands_parse_with_their_own_parsers(env_for, tmp_path):
         if argv[0] == "lm_eval":
             assert args.include_path in (str(ROOT / "weval_tasks" / "tasks"), [str(ROOT / "weval_tasks" / "tasks")])
             assert args.tasks == ["wevaljudge_*"]
+            assert args.apply_chat_template  # the backend's verdict messages, chat-rendered
         else:
             assert args.tasks == ["weval_*"]
         metadata = args.metadata if isinstance(args.metadata, dict) else json.loads(args.metadata)
