@@ -220,7 +220,8 @@ def _check_samples() -> list[dict]:
 
 
 def test_requirements_json_schema_matches_the_parser():
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema  # the dev extra: a schema we send must be a valid, meaningful schema
+
     from openrlhf_reward.builders.augment import requirements_json_schema
 
     schema = requirements_json_schema(5)
