@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_server                  # everything (several minutes on CPU)
     python -m benchmarks.bench_server --rules-only     # the rules checks/second figure only
-    python -m benchmarks.bench_server --dtype-only     # CPU dtype=auto: probe vs real forward
+    python -m benchmarks.bench_server --dtype-only     # CPU: bt forward in float32 vs bfloat16
 
 What it does, all in one run on this machine:
 
@@ -15,14 +15,13 @@ What it does, all in one run on this machine:
    OpenRLHF's trainer does: one sample per POST (``{"query": [..], "prompts": [..],
    "labels": [..]}``), a new aiohttp session per request as in
    ``openrlhf/utils/agent.py``, closed loop with 32 and 128 requests in flight.
-   Servers: ``openrlhf-reward serve --backend bt`` with ``dtype=auto`` (on CPU a one-off probe
-   picks the faster of float32/bfloat16; the chosen dtype is read from the server's log and
-   printed), pinned to float32, and pinned to bfloat16 (serve_rm's dtype: its
+   Servers: ``openrlhf-reward serve --backend bt`` with ``dtype=auto`` (float32 on CPU,
+   bfloat16 on GPU), pinned to float32, and pinned to bfloat16 (serve_rm's dtype: its
    ``--ds.param_dtype`` only offers bf16/fp16), and
    ``python -m openrlhf.cli.serve_rm`` (bf16, sdpa attention; it imports flash_attn at
    load, so the test-only stand-in in tests/stubs is put on its PYTHONPATH).
-4. CPU dtype: what ``dtype=auto``'s one-off probe measures and picks, against the ``bt``
-   backend's own forward in float32 and bfloat16 in this process (no server; the two dtypes
+4. CPU dtype: the ``bt`` backend's own forward in float32 (``dtype=auto`` on CPU) and
+   bfloat16 (opt-in) in this process (no server; the two dtypes
    alternate, median of several rounds, so a busy machine slows both alike).
 5. Prints rewards/s, p50/p95 latency, the mean batch size our server formed (from
    ``/metrics``), and the ratios against serve_rm.
@@ -42,7 +41,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -309,16 +307,13 @@ def batch_delta(before: dict | None, after: dict | None, wall: float) -> dict:
 
 
 def dtype_forward(model_dir: Path, samples: list[dict], threads: int, batch_size: int, rounds: int = 5) -> dict:
-    """dtype=auto's probe on CPU, and the bt backend's scoring speed in float32 / bfloat16."""
+    """The bt backend's scoring speed on CPU in float32 (what dtype=auto means there) / bfloat16."""
     import torch
 
     from openrlhf_reward.schema import Requirement
-    from openrlhf_reward.scorers import ScoreRequest, get_scorer, hf_rm
+    from openrlhf_reward.scorers import ScoreRequest, get_scorer
 
     torch.set_num_threads(threads)
-    hf_rm._CPU_AUTO.clear()
-    chosen = str(hf_rm.cpu_auto_dtype()).removeprefix("torch.")
-    probe = {k: v for k, v in hf_rm._CPU_AUTO.items() if k != "dtype"}
     reqs = [ScoreRequest(prompt=s["prompts"][0], response=s["query"][0][len(s["prompts"][0]):],
                          requirements=tuple(Requirement.from_dict(r) for r in s["labels"][0]["requirements"]))
             for s in samples[:64]]
@@ -333,17 +328,14 @@ def dtype_forward(model_dir: Path, samples: list[dict], threads: int, batch_size
             sc.score(reqs)
             times[dt].append(time.perf_counter() - t0)
     rps = {dt: len(reqs) / statistics.median(t) for dt, t in times.items()}
-    return {"chosen": chosen, "probe_ms": {k: 1000 * v for k, v in probe.items()}, "rewards_per_s": rps}
+    return {"rewards_per_s": rps}
 
 
 def print_dtype_forward(d: dict, threads: int) -> None:
-    rps, probe = d["rewards_per_s"], d["probe_ms"]
-    faster = max(rps, key=rps.get)
-    print(f"\nCPU dtype ({threads} thread(s)): dtype=auto chose {d['chosen']} "
-          f"(probe: float32 {probe['float32_s']:.2f} ms, bfloat16 {probe['bfloat16_s']:.2f} ms per MLP block)")
-    print(f"  bt forward in process: float32 {rps['float32']:.1f} rewards/s, bfloat16 {rps['bfloat16']:.1f} "
-          f"rewards/s (bf16/fp32 {rps['bfloat16'] / rps['float32']:.2f}x); faster here: {faster}; "
-          f"the probe's choice {'agrees' if faster == d['chosen'] else 'DISAGREES'}")
+    rps = d["rewards_per_s"]
+    print(f"\nCPU dtype ({threads} thread(s)), bt forward in process: float32 (dtype=auto) "
+          f"{rps['float32']:.1f} rewards/s, bfloat16 (opt-in) {rps['bfloat16']:.1f} rewards/s "
+          f"(bf16/fp32 {rps['bfloat16'] / rps['float32']:.2f}x)")
 
 
 # --------------------------------------------------------------------------- main
@@ -382,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype-only", action="store_true", help="only the CPU dtype section (no servers)")
     p.add_argument("--servers", nargs="+", default=["ours-default", "ours-fp32", "ours-bf16", "serve_rm"],
                    choices=["ours-default", "ours-fp32", "ours-bf16", "serve_rm"],
-                   help="ours-default: dtype=auto (on CPU the probed faster of float32/bfloat16); "
+                   help="ours-default: dtype=auto (float32 on CPU, bfloat16 on GPU); "
                         "ours-fp32 / ours-bf16: dtype pinned")
     args = p.parse_args(argv)
 
@@ -426,23 +418,18 @@ def main(argv: list[str] | None = None) -> int:
             dtypes[name] = "bfloat16"
         else:
             dtype = {"ours-bf16": "bfloat16", "ours-fp32": "float32"}.get(name, "auto")
-            dtypes[name] = dtype
+            dtypes[name] = "auto (float32 on CPU, bfloat16 on GPU)" if dtype == "auto" else dtype
             cmd = [sys.executable, "-m", "openrlhf_reward.cli", "serve", "--backend", args.our_backend, "--model", str(model_dir),
                    "--backend-arg", f"dtype={dtype}",
                    *(["--backend-arg", f"batch_size={args.forward_batch_size}"] if args.forward_batch_size > 0 else []),
                    *[a for kv in args.backend_arg for a in ("--backend-arg", kv)],
                    "--port", str(port), "--max-batch-size", str(args.max_batch_size),
-                   "--max-wait-ms", str(args.max_wait_ms), "--log-level", "info",  # info: the dtype=auto line
+                   "--max-wait-ms", str(args.max_wait_ms), "--log-level", "info",
                    *(["--no-length-aware"] if args.no_length_aware else [])]
             env = threads_env
         proc = start(cmd, env, log)
         try:
             wait_up(url, proc, log)
-            if dtypes[name] == "auto":  # the server logs what dtype=auto resolved to
-                m = re.search(r"dtype=auto on CPU: (\w+) \((.*?)\)", log.read_text())
-                dtypes[name] = f"auto={m.group(1)}" if m else "auto (not logged: GPU = bfloat16)"
-                if m:
-                    print(f"  {name}: dtype=auto chose {m.group(1)} ({m.group(2)})", flush=True)
             drive(url, samples, min(32, args.warmup), args.warmup)  # warm up (kernels for many lengths)
             results[name], mean_batch[name] = {}, {}
             for c in args.concurrency:

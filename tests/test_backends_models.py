@@ -110,7 +110,9 @@ def one_cpu_thread():
 @needs_openrlhf
 @pytest.mark.parametrize("max_len", [4096, 24])
 def test_bt_matches_openrlhf_train_rm_pipeline_bit_for_bit(rm_dir, max_len):
-    scorer = get_scorer("bt", model=str(rm_dir), dtype="float32", batch_size=8, max_length=max_len)
+    # no dtype: the CPU default (auto) itself must be bit-identical to OpenRLHF's fp32
+    scorer = get_scorer("bt", model=str(rm_dir), device="cpu", batch_size=8, max_length=max_len)
+    assert scorer.rm.dtype == torch.float32
     ref_ids, ids, mask = openrlhf_train_rm_batch(rm_dir, PAIRS, max_len)
     # same tokens as train_rm (chat template, rstrip, " " + EOS, truncation, EOS forced last)
     mine = [scorer.encode_text(scorer.format_text(p, r))[0] for p, r in PAIRS]
@@ -649,39 +651,18 @@ def test_rm_model_args_reach_the_backend(tiny_cls_dir, hf_rm_pad_eos_dir):
         rm_cls.create_from_arg_string(f"pretrained={tiny_cls_dir},backend=classifier,temprature=1")
 
 
-def test_cpu_dtype_auto_is_probed_once_and_logged(rm_dir, caplog, monkeypatch):
+def test_dtype_auto_is_float32_on_cpu_and_bfloat16_is_opt_in(rm_dir):
+    """Rewards must not depend on the machine: auto is float32 on every CPU (no timing probe),
+    bf16 only when asked for; on GPU auto stays bf16."""
     from openrlhf_reward.scorers import hf_rm
 
-    monkeypatch.setattr(hf_rm, "_CPU_AUTO", {})  # a fresh process's state
-    calls = []
-    timings = {torch.float32: 2.0, torch.bfloat16: 1.0}  # bf16 twice as fast: auto must pick it
-
-    def fake_probe(dtypes, **_):
-        calls.extend(dtypes)
-        return [timings[dt] for dt in dtypes]
-
-    monkeypatch.setattr(hf_rm, "_matmul_seconds", fake_probe)
-    with caplog.at_level("INFO", logger=hf_rm.__name__):
-        first = get_scorer("bt", model=str(rm_dir), device="cpu")
-        second = get_scorer("bt", model=str(rm_dir), device="cpu")
-    assert first.rm.dtype == second.rm.dtype == torch.bfloat16
-    assert calls == [torch.float32, torch.bfloat16]  # one probe per process
-    assert "dtype=auto on CPU: bfloat16" in caplog.text
-    assert get_scorer("bt", model=str(rm_dir), device="cpu", dtype="float32").rm.dtype == torch.float32
-
-    # bf16 only marginally faster (< 10%): float32 stays (exact numerics are worth more)
-    monkeypatch.setattr(hf_rm, "_CPU_AUTO", {})
-    timings[torch.bfloat16] = 1.95
-    assert get_scorer("bt", model=str(rm_dir), device="cpu").rm.dtype == torch.float32
-
-
-def test_cpu_dtype_probe_times_both_dtypes(monkeypatch):
-    from openrlhf_reward.scorers import hf_rm
-
-    monkeypatch.setattr(hf_rm, "_CPU_AUTO", {})
-    choice = hf_rm.cpu_auto_dtype()
-    state = dict(hf_rm._CPU_AUTO)
-    assert choice in (torch.float32, torch.bfloat16) and state["dtype"] is choice
-    assert state["float32_s"] > 0 and state["bfloat16_s"] > 0
-    assert (choice is torch.bfloat16) == (state["bfloat16_s"] < 0.9 * state["float32_s"])
-    assert hf_rm.cpu_auto_dtype() is choice and hf_rm._CPU_AUTO == state  # cached, not re-probed
+    assert hf_rm._resolve_dtype("auto", "cpu") is torch.float32
+    assert hf_rm._resolve_dtype("auto", "cuda:1") is torch.bfloat16
+    auto = get_scorer("bt", model=str(rm_dir), device="cpu")
+    assert auto.config.dtype == "auto" and auto.rm.dtype == torch.float32
+    assert {p.dtype for p in [*auto.rm.module.parameters(), *auto.rm.head.parameters()]} == {torch.float32}
+    pinned = get_scorer("bt", model=str(rm_dir), device="cpu", dtype="float32")
+    with one_cpu_thread():  # same kernels on both sides, so equality is exact
+        assert [r.reward for r in auto.score(requests())] == [r.reward for r in pinned.score(requests())]
+    bf16 = get_scorer("bt", model=str(rm_dir), device="cpu", dtype="bfloat16")
+    assert bf16.rm.dtype == torch.bfloat16

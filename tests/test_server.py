@@ -613,7 +613,7 @@ def test_weval_remote_rm_matches_the_local_checkpoint(bt_dir, tmp_path):
     finally:
         stop(proc)
     [samples_file] = list(out.rglob("samples_weval-creative_writing_*.jsonl"))
-    local = get_scorer("bt", model=str(bt_dir), dtype="float32")  # pinned: `auto` is probed per process
+    local = get_scorer("bt", model=str(bt_dir), dtype="float32")
     docs = {d.id: d for d in load_weval_jsonl(DEMO_DATA)}
     n = 0
     for line in samples_file.read_text().splitlines():

@@ -86,8 +86,8 @@ class ModelConfig:
     )
     dtype: str = field(
         default="auto",
-        metadata={"help": "'auto' (bfloat16 on GPU; on CPU the faster of float32/bfloat16, probed once), "
-                          "'float32', 'bfloat16' or 'float16'."},
+        metadata={"help": "'auto' (bfloat16 on GPU, float32 on CPU: bit-identical to OpenRLHF's fp32 and "
+                          "the same on every CPU), 'float32', 'bfloat16' (opt-in on CPU) or 'float16'."},
     )
     batch_size: int = field(default=16, metadata={"help": "Sequences per forward pass."})
     max_length: int = field(
@@ -241,53 +241,13 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-_CPU_AUTO: dict[str, Any] = {}  # the probe's outcome, once per process
-
-
-def _matmul_seconds(dtypes: Sequence[Any], rows: int = 128, hidden: int = 512, rounds: int = 7) -> list[float]:
-    """Best time of an MLP block (x @ W1, gelu, @ W2), a transformer forward's bulk on CPU, in
-    each of ``dtypes``. The dtypes alternate round by round and the minimum is kept, so a
-    burst of load from other processes does not decide the comparison."""
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(rows, hidden, generator=gen)
-    w1 = torch.randn(hidden, 4 * hidden, generator=gen)
-    w2 = torch.randn(4 * hidden, hidden, generator=gen)
-    tensors = [(x.to(dt), w1.to(dt), w2.to(dt)) for dt in dtypes]
-    best = [math.inf] * len(dtypes)
-    with torch.inference_mode():
-        for i in range(rounds + 2):  # two warm-up rounds (oneDNN picks its kernels on first use)
-            for k, (xt, a, b) in enumerate(tensors):
-                t0 = time.perf_counter()
-                torch.nn.functional.gelu(xt @ a) @ b
-                if i >= 2:
-                    best[k] = min(best[k], time.perf_counter() - t0)
-    return best
-
-
-def cpu_auto_dtype():
-    """The dtype ``dtype=auto`` means on CPU: bfloat16 where this CPU runs it clearly faster
-    (at least 10%: native bf16 units such as AMX / AVX512-BF16), else float32. Probed once per
-    process (~0.1 s) and logged; pin ``dtype`` to skip the probe or to get fixed numerics."""
-    import torch
-
-    if "dtype" not in _CPU_AUTO:
-        fp32, bf16 = _matmul_seconds([torch.float32, torch.bfloat16])
-        choice = torch.bfloat16 if bf16 < 0.9 * fp32 else torch.float32
-        _CPU_AUTO.update(dtype=choice, float32_s=fp32, bfloat16_s=bf16)
-        logger.info(
-            "dtype=auto on CPU: %s (probe, %d threads: float32 %.2f ms, bfloat16 %.2f ms per MLP block)",
-            str(choice).removeprefix("torch."), torch.get_num_threads(), fp32 * 1e3, bf16 * 1e3,
-        )
-    return _CPU_AUTO["dtype"]
-
-
 def _resolve_dtype(dtype: str, device: str):
     import torch
 
     if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else cpu_auto_dtype()
+        # CPU: float32 always, so a checkpoint's rewards are bit-identical to OpenRLHF's fp32
+        # forward and do not depend on which CPU runs them; bf16 on CPU is opt-in (dtype=bfloat16).
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
     return getattr(torch, _DTYPES[dtype.lower()])
 
 
