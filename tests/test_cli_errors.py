@@ -51,17 +51,33 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, command, what):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no output, no work dir
 
 
-@pytest.mark.parametrize("kwargs", [{"keywords": 5}, {"num_words": "abc", "relation": "at least"}])
-def test_import_ifeval_wrong_kwarg_types(tmp_path, capsys, kwargs):
-    iid = "keywords:existence" if "keywords" in kwargs else "length_constraints:number_words"
+@pytest.mark.parametrize(("iid", "kwargs", "why"), [
+    ("keywords:existence", {"keywords": 5}, "kwargs.keywords must be a list of strings"),
+    ("length_constraints:number_words", {"num_words": "abc", "relation": "at least"}, "kwargs.num_words must be an integer"),
+])
+def test_import_ifeval_wrong_kwarg_types(tmp_path, capsys, iid, kwargs, why):
+    """Readable JSON with bad kwargs is a rejected row, not a bad file: the import goes on
+    (exit 0 with the good rows, exit 1 when none is left); --strict stops there with exit 2."""
+    bad = {**GOOD_IFEVAL, "instruction_id_list": [iid], "kwargs": [kwargs]}
     src = tmp_path / "in.jsonl"
-    src.write_text(json.dumps({**GOOD_IFEVAL, "instruction_id_list": [iid], "kwargs": [kwargs]}) + "\n")
     out = tmp_path / "out.jsonl"
-    rc, err = _run(capsys, ["import-ifeval", "--input", str(src), "--output", str(out)])
-    # refused (exit 2, naming the line) or rejected as a row (then no rows: exit 1)
-    assert rc in (1, 2), err
-    assert "Traceback" not in err and ("in.jsonl" in err or "line 1" in err)
+    src.write_text(json.dumps(bad) + "\n")
+    rc, err = _run(capsys, ["import-ifeval", "--input", str(src), "--output", str(out), "--no-progress"])
+    assert rc == 1, err  # the only row rejected: no rows
+    assert "rejected 1 (invalid_row: 1)" in err and "in.jsonl:1: IFEval label: instruction 0: " in err and why in err
+    assert "no rows came out of" in err and "Traceback" not in err
     assert not out.exists()
+
+    src.write_text(json.dumps(bad) + "\n" + json.dumps({**GOOD_IFEVAL, "key": 2}) + "\n")
+    rc, err = _run(capsys, ["import-ifeval", "--input", str(src), "--output", str(out), "--no-progress"])
+    assert rc == 0, err
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["2"] and "in.jsonl:1:" in err
+    out.unlink()
+
+    rc, err = _run(capsys, ["import-ifeval", "--input", str(src), "--output", str(out), "--strict"])
+    assert rc == 2
+    _one_line_error(err, "in.jsonl:1:")
+    assert why in err and not out.exists()
 
 
 def test_build_pairs_leaves_no_work_directory_after_input_errors(tmp_path, capsys):

@@ -125,14 +125,16 @@ def test_bad_labels_name_the_field(label, field):
 
 
 def test_ifeval_labels_become_requirements():
-    ifeval = pytest.importorskip("openrlhf_reward.ifeval")
-    if not hasattr(ifeval, "requirements_from_ifeval"):
-        pytest.skip("openrlhf_reward.ifeval has no requirements_from_ifeval yet")
-    label = {"instruction_id_list": ["change_case:english_lowercase", "punctuation:no_comma"],
-             "kwargs": [{}, {}]}
-    info = parse_label(label, "labels[0]")
-    assert len(info.requirements) == 2
-    assert all(r.check is not None for r in info.requirements)
+    # our own module: a missing function is a failure, not a skip
+    from openrlhf_reward.ifeval import requirements_from_ifeval
+
+    ids = ["change_case:english_lowercase", "punctuation:no_comma", "keywords:existence"]
+    kwargs = [{}, {}, {"keywords": ["sea"]}]
+    info = parse_label({"instruction_id_list": ids, "kwargs": kwargs}, "labels[0]")
+    assert list(info.requirements) == requirements_from_ifeval(ids, kwargs)  # one converter for both paths
+    assert [r.id for r in info.requirements] == ["c1", "c2", "c3"]
+    assert [r.check["instruction_id"] for r in info.requirements] == ids
+    assert info.requirements[2].check["kwargs"] == {"keywords": ["sea"]}
     with pytest.raises(RequestError) as e:
         parse_label({"instruction_id_list": ["no:such_id"], "kwargs": [{}]}, "labels[0]")
     assert e.value.field == "labels[0].instruction_id_list"

@@ -551,12 +551,10 @@ def test_serve_cli_errors(tmp_path, capsys):
 def bt_dir(tmp_path_factory):
     import tiny_models
 
-    if not hasattr(tiny_models, "build_openrlhf_rm"):
-        pytest.skip("tiny OpenRLHF RM builder not available")
-    pytest.importorskip("openrlhf_reward.scorers.bt")
     return tiny_models.build_openrlhf_rm(tmp_path_factory.mktemp("bt") / "rm", use_openrlhf=False)
 
 
+@pytest.mark.slow  # loads a model
 def test_bt_backend_batches_concurrent_requests(bt_dir):
     reference = get_scorer("bt", model=str(bt_dir), dtype="float32")
     responses = [" ".join(["the sea is calm"] * (1 + i % 7)) + f" {i}." for i in range(24)]
