@@ -85,7 +85,7 @@ def build_application(cfg: RewardServiceConfig, deployment: RayDeployment) -> An
         return create_app(build_scorer(cfg.backend, cfg.backend_args), cfg.server, cfg.backend)
 
     class RewardServer:
-        def check_health(self) -> None:
+        async def check_health(self) -> None:
             # Serve replaces a replica whose batcher thread died; a failing *backend* is not
             # the replica's fault (a new replica would fail the same way): ride-through handles it.
             app = self._asgi_app  # set by Serve's ASGI wrapper
@@ -102,17 +102,15 @@ def _connect(address: str) -> bool:
     """Join the running cluster at ``address`` or start a local one; True when we started it."""
     import ray
 
-    if address in ("", "local"):
-        ray.init()
-        return True
-    try:
-        ray.init(address=address)
-        return False
-    except ConnectionError:
-        if address != "auto":
-            raise
-    logger.info("no running Ray cluster found; starting a local one")
-    ray.init()
+    if address not in ("", "local"):
+        try:
+            ray.init(address=address)
+            return False
+        except ConnectionError:
+            if address != "auto":
+                raise
+        logger.info("no running Ray cluster found; starting a local one")
+    ray.init(include_dashboard=False)  # Serve's Python API needs no dashboard; it only costs start-up time
     return True
 
 
@@ -123,10 +121,10 @@ def run(cfg: RewardServiceConfig, deployment: RayDeployment, stop: threading.Eve
 
     server = cfg.server
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
+    started_cluster = _connect(deployment.address)
+    if threading.current_thread() is threading.main_thread():  # after ray.init, which sets its own
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    started_cluster = _connect(deployment.address)
     try:
         serve.start(proxy_location="EveryNode",
                     http_options={"host": server.host, "port": server.port,

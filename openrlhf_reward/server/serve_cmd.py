@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ray.add_argument("--num-replicas", type=int, default=1, help="replicas (default 1)")
     ray.add_argument("--autoscale", metavar="MIN:MAX", help="autoscale between MIN and MAX replicas on load")
     ray.add_argument("--ray-address", default="auto",
-                     help="Ray cluster to join (default auto: the running one, else a new local one)")
+                     help="Ray cluster to join (default auto: the running one, else a new local one; local: always a new one)")
     ray.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per replica (fractions allowed; default 1)")
     ray.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per replica (fractions allowed; default 0)")
     add_server_flags(parser)
