@@ -269,9 +269,10 @@ def test_backend_unavailable_classification():
 
 
 def test_generic_failures_open_the_breaker_after_the_threshold():
+    # fail-fast mode (--ride-through-s 0): an open breaker answers 503 at once
     scorer = SwitchScorer(RuntimeError("backend exploded"))
     with ServerThread(scorer, "switch", require_requirements=False, breaker_threshold=2,
-                      breaker_cooldown_s=30.0) as srv:
+                      breaker_cooldown_s=30.0, ride_through_s=0) as srv:
         body = {"query": ["p x"], "prompts": ["p "]}
         r1, r2 = post(srv.url, body, headers={}), post(srv.url, body, headers={})
         assert (r1.status_code, r2.status_code) == (500, 500) and r1.json()["error_id"] != r2.json()["error_id"]
@@ -309,7 +310,7 @@ def test_circuit_breaker_states():
 def test_failing_backend_opens_the_breaker_then_recovers():
     scorer = SwitchScorer(ConnectionRefusedError("judge endpoint refused the connection"))
     with ServerThread(scorer, "switch", require_requirements=False, breaker_threshold=2,
-                      breaker_cooldown_s=1.0) as srv:
+                      breaker_cooldown_s=1.0, ride_through_s=0) as srv:
         body = {"query": ["p x"], "prompts": ["p "]}
         # an unreachable backend (after its own retries) opens the breaker at once
         r = post(srv.url, body, headers={})
@@ -362,7 +363,7 @@ def test_health_is_degraded_while_a_backend_call_hangs():
 
 def test_requests_beyond_max_in_flight_get_503():
     scorer = GateScorer()
-    with ServerThread(scorer, "gate", require_requirements=False, max_in_flight=2) as srv:
+    with ServerThread(scorer, "gate", require_requirements=False, max_in_flight=2, ride_through_s=0) as srv:
         results: list[httpx.Response] = []
         threads = [threading.Thread(target=lambda: results.append(
             post(srv.url, {"query": ["p x"], "prompts": ["p "]}, headers={}, timeout=120))) for _ in range(2)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import concurrent.futures
 import hmac
 import json
@@ -30,9 +31,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 import openrlhf_reward
@@ -44,8 +46,13 @@ from openrlhf_reward.protocol import (
     parse_reward_request,
 )
 from openrlhf_reward.scorers.base import Scorer
-from openrlhf_reward.server.batcher import BatcherClosed, DynamicBatcher, is_backend_unavailable
-from openrlhf_reward.server.breaker import CircuitBreaker, CircuitOpenError
+from openrlhf_reward.server.batcher import (
+    BatcherClosed,
+    DynamicBatcher,
+    RideThroughExpired,
+    is_backend_unavailable,
+)
+from openrlhf_reward.server.breaker import CircuitOpenError
 from openrlhf_reward.server.config import ServerConfig
 from openrlhf_reward.server.metrics import ServerMetrics
 
@@ -82,31 +89,56 @@ async def _send_json(send: Callable, status: int, payload: Any, headers: list[tu
     await send({"type": "http.response.body", "body": body})
 
 
-_API_KEY_IN_QUERY = re.compile(r"((?:^|[?&;])api_key=)[^&;\s\"]*", re.I)
+# ``api_key=`` anywhere in a URL (``?``, ``&`` typed for ``?``, ``;``), its name or ``=``
+# percent-encoded, up to the next separator.
+_API_KEY_PARAM = re.compile(r"(api(?:_|%5f)key(?:=|%3d))[^&;\s\"'/]*", re.I)
 
 
-def redact(text: str) -> str:
-    """``...?api_key=SECRET&x=1`` -> ``...?api_key=***&x=1``."""
-    return _API_KEY_IN_QUERY.sub(r"\1***", text)
+def redact(text: str, key: str | None = None) -> str:
+    """``...?api_key=SECRET&x=1`` -> ``...?api_key=***&x=1``; with ``key``, that key is also
+    removed wherever else it appears (``/get_reward/KEY``), plain or percent-encoded."""
+    text = _API_KEY_PARAM.sub(r"\1***", text)
+    if key:
+        for form in {key, quote(key, safe=""), quote(key)}:
+            text = text.replace(form, "***")
+    return text
 
 
 class RedactApiKey(logging.Filter):
-    """Logging filter that removes ``api_key=...`` from log records (uvicorn's access log
-    formats the path with its query string, where OpenRLHF's clients carry the key)."""
+    """Logging filter that removes API keys from log records: uvicorn's access log prints the
+    path and query string, where OpenRLHF's clients carry the key (or mistype its place)."""
+
+    def __init__(self, key: str | None = None) -> None:
+        super().__init__()
+        self.key = key
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.msg, str) and "api_key=" in record.msg:
-            record.msg = redact(record.msg)
+            record.args = tuple(redact(a, self.key) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v, self.key) if isinstance(v, str) else v for k, v in record.args.items()}
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg, self.key)
         return True
+
+
+# Every handler these loggers write through gets the filter (a logger's own filters do not
+# see records that propagate from its children).
+_LOGGERS_TO_REDACT = ("", "uvicorn", "uvicorn.access", "uvicorn.error", "openrlhf_reward")
+
+
+def _redacting_handlers() -> list[logging.Handler]:
+    handlers: list[logging.Handler] = []
+    for name in _LOGGERS_TO_REDACT:
+        handlers.extend(h for h in logging.getLogger(name).handlers if h not in handlers)
+    return handlers
 
 
 class BearerAuth:
     """Pure-ASGI middleware: every HTTP request must carry the API key.
 
-    Accepted forms: ``Authorization: Bearer KEY``; HTTP Basic auth with KEY as the
-    password (``http://user:KEY@host:port/get_reward``: OpenRLHF's aiohttp client turns
+    Accepted forms: ``Authorization: Bearer KEY``; HTTP Basic auth ``user:KEY``, the key as
+    the password and never as the user name (``http://user:KEY@host:port/get_reward``: OpenRLHF's aiohttp client turns
     URL credentials into this header); or ``?api_key=KEY`` in the URL (OpenRLHF posts to
     the URL exactly as given and cannot add headers). The rule: at least one credential,
     and every credential given (header and query alike) must be the key; a request with a
@@ -133,10 +165,12 @@ class BearerAuth:
                 found.append(cred.strip())
             elif scheme == b"basic":
                 try:
-                    user, _, password = base64.b64decode(cred.strip(), validate=True).partition(b":")
+                    _user, colon, password = base64.b64decode(cred.strip(), validate=True).partition(b":")
                 except (binascii.Error, ValueError):
                     return None
-                found.append(password if password else user)
+                if not colon:  # not user:password
+                    return None
+                found.append(password)
             else:
                 return None
         qs = scope.get("query_string", b"")
@@ -231,12 +265,69 @@ async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
 def _parse_body(raw: bytes, options: ProtocolOptions) -> tuple[ParsedRequest, Any]:
     """JSON decoding and protocol parsing (runs in the parse thread pool, not on the loop)."""
     try:
-        data = json.loads(raw)
+        # decode first: json.loads on bytes would also accept UTF-16 and UTF-32
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RequestError(f"request body is not UTF-8: {e.reason} at byte {e.start}", field="body",
+                           status=400) from None
+    try:
+        data = json.loads(text)
     except RecursionError:
         raise RequestError("request body is nested too deeply", field="body", status=400) from None
     except (ValueError, UnicodeDecodeError) as e:
         raise RequestError(f"request body is not valid JSON: {str(e)[:200]}", field="body", status=400) from None
     return parse_reward_request(data, options), data
+
+
+class Admission:
+    """At most ``limit`` requests inside at once; the rest wait in arrival order (on the event
+    loop, holding only their connection) for up to a budget."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.inside = 0
+        self._waiters: collections.OrderedDict[asyncio.Future, float] = collections.OrderedDict()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def oldest_wait_s(self) -> float | None:
+        for started in self._waiters.values():
+            return time.monotonic() - started
+        return None
+
+    async def enter(self, budget_s: float) -> float | None:
+        """Seconds waited for a slot, or None when none came within ``budget_s``."""
+        if self.inside < self.limit and not self._waiters:
+            self.inside += 1
+            return 0.0
+        if budget_s <= 0:
+            return None
+        started = time.monotonic()
+        slot = asyncio.get_running_loop().create_future()
+        self._waiters[slot] = started
+        try:
+            await asyncio.wait_for(asyncio.shield(slot), budget_s)
+        except TimeoutError:
+            if not slot.done():
+                return None
+        except asyncio.CancelledError:  # the client went away: pass on a slot handed to us
+            if slot.done():
+                self.leave()
+            raise
+        finally:
+            self._waiters.pop(slot, None)
+        return time.monotonic() - started  # leave() handed us its slot
+
+    def leave(self) -> None:
+        # hand the slot to the oldest waiter still waiting, else free it
+        while self._waiters:
+            slot, _ = self._waiters.popitem(last=False)
+            if not slot.done():
+                slot.set_result(None)
+                return
+        self.inside -= 1
 
 
 def _preload_ifeval() -> None:
@@ -267,26 +358,26 @@ def create_app(
     backend_name = backend_name or getattr(scorer, "name", "") or type(scorer).__name__
     metrics = ServerMetrics(backend_name, config.metrics_window)
     options = config.protocol_options(backend_name, scorer)
-    breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
-    batcher: DynamicBatcher = config.make_batcher(
-        scorer, backend_name, on_batch=metrics.record_batch, breaker=breaker
-    )
+    batcher: DynamicBatcher = config.make_batcher(scorer, backend_name, on_batch=metrics.record_batch)
+    breaker = batcher.breaker
     # Request parsing and response building: CPU work kept off the event loop.
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="reward-parse")
-    redactor = RedactApiKey()
-    state = {"in_flight": 0}
+    redactor = RedactApiKey(api_key)
+    admission = Admission(config.max_in_flight)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        access = logging.getLogger("uvicorn.access")
-        access.addFilter(redactor)  # after uvicorn configured logging, before any request
+        handlers = _redacting_handlers()  # after uvicorn configured logging, before any request
+        for h in handlers:
+            h.addFilter(redactor)
         if backend_name in _IFEVAL_BACKENDS or getattr(scorer, "uses_ifeval", False):
             # Before serving, not in a background thread: a module import racing the first
             # requests' imports can hit the import lock's deadlock detection (half-initialised
             # modules). Run in a worker so the loop stays free.
             await asyncio.get_running_loop().run_in_executor(pool, _preload_ifeval)
         yield
-        access.removeFilter(redactor)
+        for h in handlers:
+            h.removeFilter(redactor)
         batcher.close()
         pool.shutdown(wait=False, cancel_futures=True)
         if close_scorer:
@@ -314,24 +405,29 @@ def create_app(
     @app.post("/get_reward")
     async def get_reward(request: Request) -> Response:
         t0 = time.perf_counter()
-        # Refuse before reading the body: memory stays within max_body_bytes x max_in_flight.
-        if state["in_flight"] >= config.max_in_flight:
+        if breaker.down:  # failing for longer than the ride-through budget: say so at once
+            metrics.record_request(503)
+            metrics.record_refused("down")
+            return unavailable(f"the reward backend {backend_name!r} is down: failing for "
+                               f"{breaker.failing_for:.0f} s (past --ride-through-s {config.ride_through_s:g}); "
+                               f"last failure: {breaker.reason}", max(1.0, breaker.wait_s()))
+        # Wait for a slot before reading the body: memory stays within
+        # max_body_bytes x max_in_flight however many requests arrive at once.
+        waited = await admission.enter(config.ride_through_s)
+        if waited is None:
             metrics.record_request(503)
             metrics.record_refused("busy")
-            return unavailable(f"{config.max_in_flight} requests in flight (--max-in-flight); retry shortly", 1)
+            return unavailable(f"{config.max_in_flight} requests in flight (--max-in-flight) for longer than "
+                               f"--ride-through-s ({config.ride_through_s:g} s); retry shortly", 1)
         try:
-            breaker.check()
-        except CircuitOpenError as e:
-            metrics.record_request(503)
-            metrics.record_refused("breaker")
-            return unavailable(str(e), e.retry_after)
-        state["in_flight"] += 1
-        try:
-            return await handle(request, t0)
+            response, held = await handle(request, t0)
         finally:
-            state["in_flight"] -= 1
+            admission.leave()
+        if response.status_code == 200 and (held or waited > 0):
+            metrics.record_rode_through()
+        return response
 
-    async def handle(request: Request, t0: float) -> Response:
+    async def handle(request: Request, t0: float) -> tuple[Response, bool]:
         try:
             raw = await _read_body(request, config.max_body_bytes, config.read_timeout_s)
             parsed, data = await off_loop(_parse_body, raw, options)
@@ -340,34 +436,38 @@ def create_app(
             # the message may quote label content: only the field unless content logging is on
             logger.info("refused request (%d), field %s%s", e.status, e.field,
                         f": {e.message}" if config.log_requests else "")
-            return _error(e.status, e.message, e.field)
+            return _error(e.status, e.message, e.field), False
         if config.log_requests:
             logger.info("request: %s", json.dumps(data, ensure_ascii=True)[:20000])
         metrics.record_recovery(parsed.recovery)
         metrics.record_samples(parsed.items, parsed.recovery)
         if not parsed.items:
             metrics.record_request(200, time.perf_counter() - t0)
-            return _json_response({"rewards": [], "scores": [], "extra_logs": {}})
+            return _json_response({"rewards": [], "scores": [], "extra_logs": {}}), False
         try:
             futures = batcher.submit_many(parsed.items)
         except BatcherClosed:
             metrics.record_request(503)
-            return unavailable("the server is shutting down", 1)
+            return unavailable("the server is shutting down", 1), False
+        held = False
         try:
+            # one deadline for the whole request, the wait for a slot included
+            budget = max(0.0, config.request_timeout_s - (time.perf_counter() - t0))
             results = await asyncio.wait_for(
-                asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), config.request_timeout_s
+                asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), budget
             )
+            held = any(getattr(f, "held", False) for f in futures)  # set by the batcher's ride-through
             payload = await off_loop(build_response, results, parsed.return_details, parsed.items, parsed.recovery)
         except TimeoutError:
             for f in futures:
                 f.cancel()
             metrics.record_request(503)
-            logger.warning("scoring took longer than %.1f s; answered 503", config.request_timeout_s)
-            return unavailable(f"scoring took longer than {config.request_timeout_s} s", 1)
-        except CircuitOpenError as e:
+            logger.warning("request not answered within %.1f s; answered 503", config.request_timeout_s)
+            return unavailable(f"not answered within {config.request_timeout_s:g} s (--request-timeout-s)", 1), False
+        except (CircuitOpenError, RideThroughExpired) as e:
             metrics.record_request(503)
-            metrics.record_refused("breaker")
-            return unavailable(str(e), e.retry_after)
+            metrics.record_refused("breaker" if isinstance(e, CircuitOpenError) else "expired")
+            return unavailable(str(e), e.retry_after), False
         except Exception as e:  # a backend failure (or BackendOutputError): 5xx, the client retries
             error_id = uuid.uuid4().hex[:12]
             if is_backend_unavailable(e):
@@ -375,27 +475,38 @@ def create_app(
                 logger.error("backend %r unavailable (error id %s): %s: %s", backend_name, error_id,
                              type(e).__name__, e)
                 return unavailable(f"backend {backend_name!r} unavailable: {type(e).__name__}: {e}",
-                                   max(1.0, breaker.retry_after()), error_id=error_id)
+                                   max(1.0, breaker.retry_after()), error_id=error_id), False
             metrics.record_request(500)
             logger.error("backend %r failed (error id %s): %s: %s", backend_name, error_id,
                          type(e).__name__, e, exc_info=True)
-            return _error(500, f"backend {backend_name!r} failed: {type(e).__name__}: {e}", error_id=error_id)
+            return _error(500, f"backend {backend_name!r} failed: {type(e).__name__}: {e}",
+                          error_id=error_id), False
         metrics.record_results(results)
         if config.log_requests:
             logger.info("rewards: %s", payload["rewards"])
         metrics.record_request(200, time.perf_counter() - t0)
-        return _json_response(payload)
+        return _json_response(payload), held
 
     def health_status() -> tuple[str, str | None]:
         if not batcher._thread.is_alive():
             return "error", "the batcher thread has stopped"
         state_ = breaker.state
+        if breaker.down:
+            return "degraded", (f"backend down: failing for {breaker.failing_for:.0f} s, past the ride-through "
+                                f"budget; new requests get 503 until a probe succeeds; last: {breaker.reason}")
         if state_ != "closed":
             return "degraded", f"circuit breaker {state_} after backend failures; last: {breaker.reason}"
         started = batcher.call_started
         if started is not None and (running := time.monotonic() - started) > config.degraded_after_s:
             return "degraded", f"a backend call has been running for {running:.0f} s"
         return "ok", None
+
+    def held() -> dict[str, Any]:
+        """Requests waiting for a slot and samples waiting for the backend to come back."""
+        for_backend, oldest_backend = batcher.held()
+        ages = [a for a in (admission.oldest_wait_s(), oldest_backend) if a is not None]
+        return {"held": admission.waiting + for_backend, "held_oldest_s": round(max(ages), 3) if ages else None,
+                "held_for_slot": admission.waiting, "held_for_backend": for_backend}
 
     @app.get("/health")
     async def health() -> Response:
@@ -406,8 +517,10 @@ def create_app(
             "backend": backend_name,
             "version": openrlhf_reward.__version__,
             "queue_depth": batcher.pending,
-            "in_flight": state["in_flight"],
+            "in_flight": admission.inside,
+            **held(),
             "circuit_breaker": breaker.state,
+            "backend_down": breaker.down,
             "max_batch_size": batcher.max_batch_size,
             "max_wait_ms": batcher.max_wait_s * 1000.0,
         }
@@ -415,12 +528,24 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics_route(request: Request) -> Response:
-        args = (batcher.pending, state["in_flight"], breaker.state)
+        args = (batcher.pending, admission.inside, breaker.state, {**held(), **batcher.counts})
         if request.query_params.get("format") == "prometheus":
             from prometheus_client import CONTENT_TYPE_LATEST
 
             return Response(await off_loop(metrics.prometheus, *args), media_type=CONTENT_TYPE_LATEST)
         return _json_response(metrics.snapshot(*args))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # unknown routes and methods answer in the server's error shape, not FastAPI's {"detail"}
+        if exc.status_code == 404:
+            message = f"no such route {request.url.path!r} (routes: POST /get_reward, GET /health, GET /metrics)"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path!r}"
+        else:
+            message = str(exc.detail)
+        return _error(exc.status_code, message, "route" if exc.status_code in (404, 405) else None,
+                      headers=dict(exc.headers or {}))
 
     def on_unauthorized(scope: dict) -> None:
         metrics.record_request(401)

@@ -15,6 +15,7 @@ threads. No third-party imports.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from openrlhf_reward.server.breaker import CircuitBreaker, CircuitOpenError
+from openrlhf_reward.server.breaker import CLOSED, CircuitBreaker, CircuitOpenError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -36,10 +37,35 @@ class _Pending(Generic[T]):
     future: concurrent.futures.Future
     arrived: float
     length: int
+    held: bool = False  # waited for the backend to come back (ride-through)
 
 
 class BatcherClosed(RuntimeError):
     """Submitted to a batcher that has been shut down."""
+
+
+class RideThroughExpired(RuntimeError):
+    """A sample was held for the ride-through budget and the backend did not come back."""
+
+    backend_unavailable = True
+
+    def __init__(self, held_s: float, budget_s: float, reason: str, retry_after: float) -> None:
+        super().__init__(
+            f"the reward backend has been unavailable for {held_s:.0f} s, past the ride-through "
+            f"budget of {budget_s:g} s (--ride-through-s); last failure: {reason or 'unknown'}")
+        self.retry_after = retry_after
+        self.reason = reason
+
+
+def _resolve(p: _Pending, result: Any = None, error: BaseException | None = None) -> None:
+    """Answer a caller; one that went away (cancelled future) is skipped."""
+    try:
+        if error is not None:
+            p.future.set_exception(error)
+        else:
+            p.future.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 _UNAVAILABLE_NAMES = ("ConnectError", "ConnectionError", "Timeout", "RemoteProtocolError")
@@ -75,8 +101,15 @@ class DynamicBatcher(Generic[T, R]):
     fails only its own request, unless the failure says the backend itself is down
     (:func:`is_backend_unavailable`) or the first two single-item retries fail the same
     way: then the whole batch fails at once (no sample-by-sample retry storm against a
-    dead endpoint). ``breaker`` (a :class:`CircuitBreaker`) sees every backend call and
-    fails calls at once while it is open.
+    dead endpoint). ``breaker`` (a :class:`CircuitBreaker`) sees every backend call.
+
+    Ride-through (``ride_through_s > 0``, needs a breaker): a sample whose backend call
+    failed because the backend cannot be reached is *held*, not failed, and so is every
+    sample that arrives while the breaker is open. Only probes (one held sample, with the
+    breaker's backoff) reach the backend meanwhile; when one succeeds the held samples are
+    scored at once. A sample held longer than ``ride_through_s`` after it arrived fails with
+    :class:`RideThroughExpired`. Without waiting samples, the last failed sample is reused
+    as the probe, so a backend declared down is still noticed when it comes back.
     """
 
     def __init__(
@@ -91,11 +124,14 @@ class DynamicBatcher(Generic[T, R]):
         on_batch: Callable[[int, float, bool], None] | None = None,
         name: str = "reward-batcher",
         breaker: CircuitBreaker | None = None,
+        ride_through_s: float = 0.0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        if ride_through_s < 0:
+            raise ValueError(f"ride_through_s must be >= 0, got {ride_through_s}")
         self.score_fn = score_fn
         self.max_batch_size = int(max_batch_size)
         self.max_wait_s = float(max_wait_ms) / 1000.0
@@ -104,9 +140,12 @@ class DynamicBatcher(Generic[T, R]):
         self.isolate_failures = isolate_failures
         self.on_batch = on_batch
         self.breaker = breaker
+        self.ride_through_s = float(ride_through_s)
         self.call_started: float | None = None  # monotonic start of the running backend call
+        self.counts = {"samples_held": 0, "samples_rode_through": 0, "samples_expired": 0, "probes": 0}
         self._cond = threading.Condition()
-        self._pending: list[_Pending[T]] = []
+        self._pending: list[_Pending[T]] = []  # oldest first
+        self._probe_payload: T | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -139,6 +178,15 @@ class DynamicBatcher(Generic[T, R]):
         with self._cond:
             return len(self._pending)
 
+    def held(self) -> tuple[int, float | None]:
+        """Samples waiting for the backend to come back, and the age of the oldest (s)."""
+        if not self._holding() or self.breaker.state == CLOSED:
+            return 0, None
+        with self._cond:
+            if not self._pending:
+                return 0, None
+            return len(self._pending), time.monotonic() - self._pending[0].arrived
+
     def close(self, timeout: float | None = 5.0) -> None:
         """Stop accepting work; pending items are still scored before the worker exits."""
         with self._cond:
@@ -148,6 +196,9 @@ class DynamicBatcher(Generic[T, R]):
             self._thread.join(timeout)
 
     # ------------------------------------------------------------------ worker
+
+    def _holding(self) -> bool:
+        return self.ride_through_s > 0 and self.breaker is not None
 
     def _take_batch(self) -> list[_Pending[T]]:
         """Pick the next batch from ``self._pending`` (lock held).
@@ -173,24 +224,74 @@ class DynamicBatcher(Generic[T, R]):
         self._pending = [p for i, p in enumerate(pending[:window]) if i not in chosen] + pending[window:]
         return batch
 
+    def _expire(self) -> None:
+        """Fail held samples past the ride-through budget, drop abandoned ones (lock held)."""
+        if not self._pending or not self._holding() or self.breaker.state == CLOSED:
+            return
+        now = time.monotonic()
+        cutoff = now - self.ride_through_s
+        if self._pending[0].arrived > cutoff and not any(p.future.cancelled() for p in self._pending[:64]):
+            return
+        keep: list[_Pending[T]] = []
+        for p in self._pending:
+            if p.future.cancelled():
+                continue
+            if p.arrived <= cutoff:
+                self.counts["samples_expired"] += 1
+                _resolve(p, error=RideThroughExpired(now - p.arrived, self.ride_through_s, self.breaker.reason,
+                                                     max(1.0, self.breaker.wait_s())))
+            else:
+                keep.append(p)
+        self._pending = keep
+
     def _run(self) -> None:
         while True:
+            probe: list[_Pending[T]] | None = None
+            stand_in = False  # a probe with the last failed sample, which nobody waits for
             with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    return  # closed and drained
-                # Wait for more items until the batch is full or the oldest item has
-                # waited max_wait (items that queued while the backend ran go at once).
-                deadline = self._pending[0].arrived + self.max_wait_s
-                while len(self._pending) < self.max_batch_size and not self._closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                while True:
+                    self._expire()
+                    wait = self.breaker.wait_s() if self._holding() else 0.0
+                    if not self._pending:
+                        if self._closed:
+                            return  # closed and drained
+                        if self._holding() and self._probe_payload is not None and self.breaker.state != CLOSED:
+                            # a backend declared down, nobody waiting: probe it with the last sample
+                            if wait <= 0:
+                                probe = [_Pending(self._probe_payload, concurrent.futures.Future(), 0.0, 0)]
+                                stand_in = True
+                                break
+                            self._cond.wait(wait)
+                        else:
+                            self._cond.wait()
+                        continue
+                    if wait <= 0:
                         break
-                    self._cond.wait(remaining)
-                batch = self._take_batch()
+                    # Breaker open: hold everything until the next probe or the oldest's budget.
+                    self._mark_held(self._pending)
+                    until_expiry = self._pending[0].arrived + self.ride_through_s - time.monotonic()
+                    self._cond.wait(max(0.01, min(wait, until_expiry)))
+                if probe is None and self._holding() and self.breaker.state != CLOSED:
+                    probe = [self._pending.pop(0)]  # half-open: one held sample is the probe
+                elif probe is None:
+                    # Wait for more items until the batch is full or the oldest item has
+                    # waited max_wait (items that queued while the backend ran go at once).
+                    deadline = self._pending[0].arrived + self.max_wait_s
+                    while len(self._pending) < self.max_batch_size and not self._closed:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._cond.wait(remaining)
+                    batch = self._take_batch()
+            if probe is not None:
+                self.counts["probes"] += 1
+                if stand_in:
+                    with contextlib.suppress(Exception):
+                        self._call(probe)
+                    continue
+                batch = probe
             # Skip items whose caller went away (a cancelled future).
-            batch = [p for p in batch if p.future.set_running_or_notify_cancel()]
+            batch = [p for p in batch if not p.future.cancelled()]
             if batch:
                 self._process(batch)
 
@@ -222,11 +323,41 @@ class DynamicBatcher(Generic[T, R]):
                 except Exception:  # metrics must never break scoring
                     logger.exception("batch metrics callback failed")
 
+    def _hold(self, batch: list[_Pending[T]], error: Exception) -> None:
+        """Put samples that failed because the backend is unreachable back in the queue."""
+        with self._cond:
+            self._probe_payload = batch[0].payload
+            fresh = self._mark_held(batch)
+            self._pending = sorted(batch + self._pending, key=lambda p: p.arrived)
+            self._cond.notify()
+        if fresh:
+            logger.warning("backend unavailable (%s); holding %d sample(s) for up to %g s (ride-through)",
+                           _describe(error), len(fresh), self.ride_through_s)
+
+    def _mark_held(self, items: list[_Pending[T]]) -> list[_Pending[T]]:
+        """Mark samples as waiting for the backend (lock held); returns the newly marked."""
+        fresh = [p for p in items if not p.held]
+        for p in fresh:
+            p.held = True
+            p.future.held = True  # type: ignore[attr-defined]  # the server counts requests that rode through
+        self.counts["samples_held"] += len(fresh)
+        return fresh
+
+    def _answer(self, batch: list[_Pending[T]], results: Sequence[Any]) -> None:
+        rode = sum(1 for p in batch if p.held)
+        if rode:
+            with self._cond:
+                self.counts["samples_rode_through"] += rode
+        for p, r in zip(batch, results):
+            _resolve(p, r)
+
     def _process(self, batch: list[_Pending[T]]) -> None:
         try:
             results = self._call(batch)
         except Exception as e:  # every error goes back to its caller
-            if len(batch) > 1 and self.isolate_failures and not is_backend_unavailable(e):
+            if self._holding() and is_backend_unavailable(e):
+                self._hold(batch, e)
+            elif len(batch) > 1 and self.isolate_failures and not is_backend_unavailable(e):
                 logger.warning(
                     "backend failed on a batch of %d (%s: %s); retrying one by one",
                     len(batch), type(e).__name__, e,
@@ -234,14 +365,13 @@ class DynamicBatcher(Generic[T, R]):
                 self._isolate(batch, e)
             else:
                 for p in batch:
-                    p.future.set_exception(e)
+                    _resolve(p, error=e)
             return
         except BaseException as e:  # interpreter shutdown: do not leave callers hanging
             for p in batch:
-                p.future.set_exception(e)
+                _resolve(p, error=e)
             raise
-        for p, r in zip(batch, results):
-            p.future.set_result(r)
+        self._answer(batch, results)
 
     def _isolate(self, batch: list[_Pending[T]], batch_error: Exception) -> None:
         """Retry a failed batch item by item; stop early when the backend, not a sample, fails."""
@@ -249,15 +379,18 @@ class DynamicBatcher(Generic[T, R]):
         any_ok = False
         for i, p in enumerate(batch):
             try:
-                p.future.set_result(self._call([p])[0])
+                self._answer([p], self._call([p]))
                 any_ok = True
             except Exception as e1:
-                p.future.set_exception(e1)
+                if self._holding() and is_backend_unavailable(e1):
+                    self._hold(batch[i:], e1)
+                    return
+                _resolve(p, error=e1)
                 if not any_ok and type(e1) is type(batch_error):
                     same_failures += 1
                 if is_backend_unavailable(e1) or isinstance(e1, CircuitOpenError) or same_failures >= 2:
                     logger.warning("backend keeps failing (%s); failing the %d remaining samples of the batch",
                                    _describe(e1), len(batch) - i - 1)
                     for q in batch[i + 1:]:
-                        q.future.set_exception(e1)
+                        _resolve(q, error=e1)
                     return

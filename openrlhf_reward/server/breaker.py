@@ -2,13 +2,16 @@
 
 After ``threshold`` consecutive failed backend calls, or one call that failed because the
 backend cannot be reached (connection refused or timed out after the backend's own
-retries), the breaker *opens*: for ``cooldown_s``
-every request is answered 503 with ``Retry-After`` at once instead of queueing behind a
-dead backend. When the cool-down ends it is *half-open*: one backend call goes through as
-a probe; success closes it, failure opens it again (the cool-down doubles, up to
-``max_cooldown_s``). Hand-written rather than ``pybreaker`` because the server needs the
-remaining cool-down (for ``Retry-After``) and the last failure (for ``/health``), and the
-unit it guards is a batch call on the batcher's thread, not a function the server wraps.
+retries), the breaker *opens*: no backend call runs for ``cooldown_s``. When the cool-down
+ends it is *half-open*: one backend call goes through as a probe; success closes it,
+failure opens it again (the cool-down doubles, up to ``max_cooldown_s``). While it is open
+the batcher holds requests (ride-through) rather than failing them; once the backend has
+been failing for longer than ``down_after_s`` it is *down* and the server refuses new
+requests at once, with the reason, until a probe succeeds.
+
+Hand-written rather than ``pybreaker`` because the server needs the remaining cool-down
+(for ``Retry-After``), the last failure (for ``/health``) and how long the backend has been
+failing, and the unit it guards is a batch call on the batcher's thread.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ class CircuitOpenError(RuntimeError):
 
 class CircuitBreaker:
     def __init__(self, threshold: int = 3, cooldown_s: float = 5.0, max_cooldown_s: float = 60.0,
-                 clock=time.monotonic) -> None:
+                 down_after_s: float | None = None, clock=time.monotonic) -> None:
         if threshold < 1:
             raise ValueError(f"circuit breaker threshold must be >= 1, got {threshold}")
         self.threshold = threshold
         self.base_cooldown_s = cooldown_s
         self.max_cooldown_s = max(cooldown_s, max_cooldown_s)
+        self.down_after_s = down_after_s  # None: never declared down
         self._clock = clock
         self._lock = threading.Lock()
         self._failures = 0
@@ -46,6 +50,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._cooldown_s = cooldown_s
         self._probe_running = False
+        self._failing_since: float | None = None  # first failure of the current outage
         self.reason = ""
         self.times_opened = 0
 
@@ -59,6 +64,26 @@ class CircuitBreaker:
         with self._lock:
             self._refresh()
             return self._state
+
+    @property
+    def failing_for(self) -> float:
+        """Seconds since the breaker opened for the current outage (0 when closed)."""
+        with self._lock:
+            since = self._failing_since
+            return 0.0 if since is None or self._state == CLOSED else self._clock() - since
+
+    @property
+    def down(self) -> bool:
+        """The backend has been failing for longer than ``down_after_s``: refuse new requests."""
+        return self.down_after_s is not None and self.failing_for > self.down_after_s
+
+    def wait_s(self) -> float:
+        """Seconds until a backend call may run (0: now)."""
+        with self._lock:
+            self._refresh()
+            if self._state == OPEN:
+                return max(0.0, self._opened_at + self._cooldown_s - self._clock())
+            return 0.0 if self._state == CLOSED or not self._probe_running else self._cooldown_s
 
     def retry_after(self) -> float:
         """Seconds until the next probe may run (0 when closed)."""
@@ -93,6 +118,7 @@ class CircuitBreaker:
             self._state = CLOSED
             self._probe_running = False
             self._cooldown_s = self.base_cooldown_s
+            self._failing_since = None
             self.reason = ""
 
     def record_failure(self, reason: str, unavailable: bool = False) -> None:
@@ -108,6 +134,8 @@ class CircuitBreaker:
                 self._open()
 
     def _open(self) -> None:  # lock held
+        if self._failing_since is None:
+            self._failing_since = self._clock()
         self._state = OPEN
         self._opened_at = self._clock()
         self._probe_running = False

@@ -58,7 +58,8 @@ class ServerConfig:
     length_aware: bool = field(default=True, metadata={"help": "group samples of similar length into the same batch"})
     max_body_bytes: int = field(default=8 * 1024 * 1024, metadata={"help": "largest request body accepted (413 above)"})
     max_items_per_request: int = field(default=4096, metadata={"help": "most samples one request may carry (413 above)"})
-    request_timeout_s: float = field(default=170.0, metadata={"help": "answer 503 if scoring a request takes longer (OpenRLHF's client gives up at 180 s)"})
+    request_timeout_s: float = field(default=170.0, metadata={"help": "answer 503 if a request is not answered within this many seconds, waiting included (OpenRLHF's client gives up a try at 180 s)"})
+    ride_through_s: float = field(default=150.0, metadata={"help": "hold a request up to this many seconds while the backend is unreachable or all --max-in-flight slots are busy, and answer it when it is back (503 + Retry-After past it; 0 = answer 503 at once). A backend failing for longer is declared down: new requests get 503 at once until a probe succeeds"})
     isolate_failures: bool = field(default=True, metadata={"help": "when a batch fails, retry its samples one by one so one bad sample fails only its own request"})
     require_requirements: bool | None = field(default=None, metadata={"help": "refuse labels without requirements (default: yes, except for holistic backends such as bt)"})
     end_markers: list[str] = field(default_factory=list, metadata={"help": "extra end-of-turn markers to strip from responses (besides </s>, <|im_end|>, <|eot_id|>, ...)"})
@@ -67,10 +68,11 @@ class ServerConfig:
     access_log: bool = field(default=False, metadata={"help": "uvicorn access log (method, path, status)"})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     metrics_window: int = field(default=10000, metadata={"help": "requests/batches kept for latency and batch-size percentiles"})
-    max_in_flight: int = field(default=256, metadata={"help": "most /get_reward requests handled at once (503 + Retry-After above); memory bound = max_body_bytes x max_in_flight"})
+    max_in_flight: int = field(default=256, metadata={"help": "most /get_reward requests handled at once; more wait for a slot (up to --ride-through-s) before their body is read, so memory stays within max_body_bytes x max_in_flight"})
     read_timeout_s: float = field(default=30.0, metadata={"help": "a client must send its whole request body within this many seconds (408 otherwise)"})
     breaker_threshold: int = field(default=3, metadata={"help": "consecutive failed backend calls that open the circuit breaker (503 + Retry-After at once during the cool-down)"})
-    breaker_cooldown_s: float = field(default=5.0, metadata={"help": "first cool-down of the open circuit breaker; doubles after each failed probe, up to 60 s"})
+    breaker_cooldown_s: float = field(default=2.0, metadata={"help": "first cool-down of the open circuit breaker (only probes reach the backend while it is open); doubles after each failed probe, up to --breaker-max-cooldown-s"})
+    breaker_max_cooldown_s: float = field(default=10.0, metadata={"help": "longest wait between two probes of a failing backend (also how late a held request may learn that the backend is back)"})
     degraded_after_s: float = field(default=30.0, metadata={"help": "/health says 'degraded' while one backend call has been running longer than this"})
 
     @classmethod
@@ -105,9 +107,12 @@ class ServerConfig:
             raise ConfigError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
         if self.breaker_threshold < 1:
             raise ConfigError(f"breaker_threshold must be >= 1, got {self.breaker_threshold}")
-        for name in ("read_timeout_s", "request_timeout_s", "breaker_cooldown_s", "degraded_after_s"):
+        for name in ("read_timeout_s", "request_timeout_s", "breaker_cooldown_s", "breaker_max_cooldown_s",
+                     "degraded_after_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.ride_through_s >= 0:
+            raise ConfigError(f"ride_through_s must be >= 0, got {self.ride_through_s}")
         if self.api_key is not None and not self.api_key.strip():  # an empty key is an error, not "no auth"
             raise ConfigError("api_key is empty: give a non-empty key, or leave it out to run without auth")
 
@@ -132,7 +137,10 @@ class ServerConfig:
         """The dynamic batcher in front of ``scorer.score``, configured from these settings (one
         wiring for the HTTP server and the ``reward_func`` file); ``extra`` adds hooks."""
         from openrlhf_reward.server.batcher import DynamicBatcher
+        from openrlhf_reward.server.breaker import CircuitBreaker
 
+        breaker = CircuitBreaker(self.breaker_threshold, self.breaker_cooldown_s, self.breaker_max_cooldown_s,
+                                 down_after_s=self.ride_through_s or None)
         return DynamicBatcher(
             scorer.score,
             max_batch_size=self.max_batch_size,
@@ -141,6 +149,8 @@ class ServerConfig:
             length_fn=lambda r: len(r.prompt) + len(r.response),
             length_aware=self.length_aware,
             isolate_failures=self.isolate_failures,
+            breaker=breaker,
+            ride_through_s=self.ride_through_s,
             **extra,
         )
 

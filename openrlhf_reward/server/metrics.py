@@ -55,6 +55,9 @@ class ServerMetrics:
         self.unexpected_errors = 0
         self.refused_busy = 0
         self.refused_breaker = 0
+        self.refused_down = 0
+        self.ride_through_expired = 0
+        self.rode_through = 0
         # degenerate-reward signals (numerators; samples/requirements/answers are denominators)
         self.samples = 0
         self.blank_responses = 0
@@ -84,11 +87,22 @@ class ServerMetrics:
             self.unexpected_errors += 1
 
     def record_refused(self, why: str) -> None:
+        """A 503: ``busy`` (no slot within the budget), ``breaker`` (fail-fast mode), ``down``
+        (the backend was declared down), ``expired`` (held past the ride-through budget)."""
         with self._lock:
             if why == "busy":
                 self.refused_busy += 1
+            elif why == "down":
+                self.refused_down += 1
+            elif why == "expired":
+                self.ride_through_expired += 1
             else:
                 self.refused_breaker += 1
+
+    def record_rode_through(self) -> None:
+        """A request answered 200 after waiting for a slot or for the backend to come back."""
+        with self._lock:
+            self.rode_through += 1
 
     def record_recovery(self, kinds: list[str]) -> None:
         with self._lock:
@@ -125,7 +139,8 @@ class ServerMetrics:
 
     # ------------------------------------------------------------------ views
 
-    def snapshot(self, queue_depth: int = 0, in_flight: int = 0, breaker_state: str = "closed") -> dict[str, Any]:
+    def snapshot(self, queue_depth: int = 0, in_flight: int = 0, breaker_state: str = "closed",
+                 ride_through: dict[str, Any] | None = None) -> dict[str, Any]:
         with self._lock:
             lat = sorted(self._latencies)
             sizes = sorted(self._batch_sizes)
@@ -142,6 +157,12 @@ class ServerMetrics:
                     "unexpected_errors": self.unexpected_errors,
                     "refused_busy": self.refused_busy,
                     "refused_circuit_open": self.refused_breaker,
+                    "refused_backend_down": self.refused_down,
+                },
+                "ride_through": {
+                    "rode_through": self.rode_through,
+                    "expired": self.ride_through_expired,
+                    **(ride_through or {}),
                 },
                 "samples_scored": self.samples_scored,
                 "queue_depth": queue_depth,
@@ -181,22 +202,24 @@ class ServerMetrics:
             }
         return out
 
-    def prometheus(self, queue_depth: int = 0, in_flight: int = 0, breaker_state: str = "closed") -> bytes:
+    def prometheus(self, queue_depth: int = 0, in_flight: int = 0, breaker_state: str = "closed",
+                   ride_through: dict[str, Any] | None = None) -> bytes:
         """The same numbers in Prometheus text format (``GET /metrics?format=prometheus``)."""
         from prometheus_client import CollectorRegistry, generate_latest
 
         # a registry per scrape: cheap, and the gauges passed in stay with this call
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(self, (queue_depth, in_flight, breaker_state)))
+        registry.register(_Collector(self, (queue_depth, in_flight, breaker_state), ride_through or {}))
         return generate_latest(registry)
 
 
 class _Collector:
     """prometheus_client collector reading :class:`ServerMetrics` (one source of numbers)."""
 
-    def __init__(self, m: ServerMetrics, state: tuple[int, int, str]) -> None:
+    def __init__(self, m: ServerMetrics, state: tuple[int, int, str], ride_through: dict[str, Any]) -> None:
         self.m = m
         self.state = state
+        self.ride_through = ride_through
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -211,7 +234,8 @@ class _Collector:
                 samples_scored=m.samples_scored, batches=m.batches, batch_failures=m.batch_failures,
                 backend_seconds=m.backend_seconds, unauthorized=m.unauthorized,
                 unexpected_errors=m.unexpected_errors, refused_busy=m.refused_busy,
-                refused_circuit_open=m.refused_breaker, samples=m.samples,
+                refused_circuit_open=m.refused_breaker, refused_backend_down=m.refused_down,
+                ride_through_expired=m.ride_through_expired, rode_through=m.rode_through, samples=m.samples,
                 blank_responses=m.blank_responses, recovery_fallbacks=m.recovery_fallbacks,
                 requirements=m.requirements, unscorable_requirements=m.unscorable_requirements,
                 judge_answers=m.judge_answers, judge_unparsed_answers=m.judge_unparsed,
@@ -231,7 +255,10 @@ class _Collector:
             "unauthorized": "requests refused with 401 (missing or wrong API key)",
             "unexpected_errors": "requests that hit an unexpected server error (JSON 500 with an error id)",
             "refused_busy": "requests refused with 503 because --max-in-flight requests were running",
-            "refused_circuit_open": "requests refused with 503 while the circuit breaker was open",
+            "refused_circuit_open": "requests refused with 503 while the circuit breaker was open (ride-through off)",
+            "refused_backend_down": "requests refused with 503 at once because the backend was declared down",
+            "ride_through_expired": "requests answered 503 after being held for the whole ride-through budget",
+            "rode_through": "requests answered after waiting for a slot or for the backend to come back",
             "samples": "samples parsed from requests",
             "blank_responses": "samples whose response is empty after stripping",
             "recovery_fallbacks": "samples whose query did not start with the prompt (response recovered by fallback)",
@@ -252,6 +279,11 @@ class _Collector:
             yield GaugeMetricFamily(f"reward_{name}", doc, value=(num / den) if den else 0.0)
         yield GaugeMetricFamily("reward_queue_depth", "samples waiting for the backend", value=queue_depth)
         yield GaugeMetricFamily("reward_in_flight", "requests being handled", value=in_flight)
+        rt = self.ride_through
+        yield GaugeMetricFamily("reward_held", "requests waiting for a slot plus samples waiting for the backend",
+                                value=rt.get("held", 0))
+        yield GaugeMetricFamily("reward_held_oldest_seconds", "age of the oldest held request",
+                                value=rt.get("held_oldest_s") or 0.0)
         br = GaugeMetricFamily("reward_circuit_breaker_state", "1 for the current state", labels=["state"])
         for s in ("closed", "open", "half-open"):
             br.add_metric([s], 1.0 if s == breaker_state else 0.0)

@@ -23,6 +23,7 @@ examples:
   openrlhf-reward serve --backend rules
   openrlhf-reward serve --backend bt --model /ckpt/rm --host 127.0.0.1 --port 5000
   openrlhf-reward serve --config reward.yaml --max-batch-size 128
+  openrlhf-reward serve --ray --num-replicas 8 --num-gpus 1 --backend bt --model /ckpt/rm --host 0.0.0.0
 then train with: --reward.remote_url http://127.0.0.1:5000/get_reward --data.label_key label
 With an API key (--api-key or ${API_KEY_ENV}), OpenRLHF's client authenticates through the
 URL: http://127.0.0.1:5000/get_reward?api_key=KEY
@@ -37,6 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML or JSON file with backend, backend_args and server sections; flags override it")
     parser.add_argument("--backend-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="a backend argument (value read as JSON when it is JSON); repeatable")
+    ray = parser.add_argument_group("Ray Serve (replicas behind one URL per node; needs the 'ray' extra)")
+    ray.add_argument("--ray", action="store_true",
+                     help="deploy on Ray Serve instead of one process: Serve's proxy on --host/--port routes "
+                          "to live replicas and replaces dead ones")
+    ray.add_argument("--num-replicas", type=int, default=1, help="replicas (default 1)")
+    ray.add_argument("--autoscale", metavar="MIN:MAX", help="autoscale between MIN and MAX replicas on load")
+    ray.add_argument("--ray-address", default="auto",
+                     help="Ray cluster to join (default auto: the running one, else a new local one; local: always a new one)")
+    ray.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per replica (fractions allowed; default 1)")
+    ray.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per replica (fractions allowed; default 0)")
     add_server_flags(parser)
 
 
@@ -65,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(server.host) and not server.resolved_api_key():
         log.warning("binding %s without an API key: anyone who can reach this port can use the server", server.host)
 
+    if args.ray:
+        return _run_ray(args, cfg)
+    _raise_open_file_limit()
     log.info("loading backend %r", cfg.backend)
     try:
         scorer = build_scorer(cfg.backend, cfg.backend_args)
@@ -75,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from openrlhf_reward.server.app import create_app
+    from openrlhf_reward.server.http_protocol import make_protocol_class
 
     app = create_app(scorer, server, cfg.backend)
     log.info(
@@ -83,6 +98,45 @@ def run(args: argparse.Namespace) -> int:
         server.effective_max_wait_ms(cfg.backend),
         "on" if server.resolved_api_key() else "off",
     )
-    uvicorn.run(app, host=server.host, port=server.port, log_level=server.log_level,
-                access_log=server.access_log)
+    # SIGTERM/SIGINT: uvicorn stops accepting, lets every admitted or held request finish
+    # (bounded by the request deadline), then the lifespan drains the batcher.
+    uvicorn.Server(uvicorn.Config(
+        app, host=server.host, port=server.port, log_level=server.log_level, access_log=server.access_log,
+        http=make_protocol_class(server.read_timeout_s), timeout_graceful_shutdown=int(server.request_timeout_s) + 5,
+        backlog=4096,  # a GRPO step's burst of connections arrives at once
+    )).run()
     return 0
+
+
+def _raise_open_file_limit() -> None:
+    """One file descriptor per connection: a burst of thousands of one-sample requests (plus
+    idle clients) must not hit a low soft limit, so raise it to the hard limit."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+    except (ImportError, ValueError, OSError):  # not on this platform, or not allowed: keep the limit
+        pass
+
+
+def _run_ray(args: argparse.Namespace, cfg) -> int:
+    from openrlhf_reward.server import ray_serve
+
+    try:
+        from ray import serve  # noqa: F401
+    except ImportError as e:
+        print(f"openrlhf-reward serve: error: --ray needs Ray Serve: pip install 'weval-wrl[ray]' ({e})",
+              file=sys.stderr)
+        return 2
+    try:
+        autoscale = ray_serve.parse_autoscale(args.autoscale) if args.autoscale else None
+        if args.num_replicas < 1 or args.num_cpus < 0 or args.num_gpus < 0:
+            raise ValueError("--num-replicas must be >= 1 and --num-cpus / --num-gpus >= 0")
+    except ValueError as e:
+        print(f"openrlhf-reward serve: error: {e}", file=sys.stderr)
+        return 2
+    deployment = ray_serve.RayDeployment(num_replicas=args.num_replicas, autoscale=autoscale,
+                                         num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.ray_address)
+    return ray_serve.run(cfg, deployment)
