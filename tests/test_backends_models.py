@@ -19,10 +19,19 @@ import tiny_models
 from openrlhf_stubs import use_openrlhf_stubs
 
 from openrlhf_reward.schema import Requirement
-from openrlhf_reward.scorers import ScoreRequest, available_scorers, get_scorer
+from openrlhf_reward.scorers import ScoreRequest, get_scorer
 from openrlhf_reward.scorers.hf_rm import CheckpointError
 
-torch = pytest.importorskip("torch")
+# Every test here loads a model: the slow tier. torch is imported by the fixture below, not
+# at import time (the fast tier imports this module too, and must not import torch).
+pytestmark = pytest.mark.slow
+torch = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _import_torch():
+    global torch
+    torch = pytest.importorskip("torch")
 
 HAVE_OPENRLHF = use_openrlhf_stubs()
 needs_openrlhf = pytest.mark.skipif(not HAVE_OPENRLHF, reason="openrlhf is not importable")
@@ -515,17 +524,6 @@ def test_batched_tokenisation_equals_one_text_at_a_time(tiny_cls_dir, hf_rm_pad_
 
 
 # ---- configuration and errors ----------------------------------------------------------
-
-
-def test_backends_are_registered_and_import_without_torch():
-    assert {"bt", "per-requirement", "classifier"} <= set(available_scorers())
-    code = (
-        "import sys, openrlhf_reward.scorers.bt, openrlhf_reward.scorers.per_requirement, "
-        "openrlhf_reward.scorers.classifier; "
-        "heavy = [m for m in ('torch', 'transformers', 'openrlhf') if m in sys.modules]; "
-        "assert not heavy, heavy"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
 
 
 def test_bad_checkpoint_paths_and_layouts_are_named(tmp_path, tiny_cls_dir, tiny_lm_dir):

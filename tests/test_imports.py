@@ -32,3 +32,11 @@ def test_openrlhf_reward_help_is_light():
         "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
     )
     assert heavy_modules_after(code) == []
+
+
+def test_model_backends_are_registered_and_import_light():
+    from openrlhf_reward.scorers import available_scorers
+
+    assert {"bt", "per-requirement", "classifier"} <= set(available_scorers())
+    code = "import openrlhf_reward.scorers.bt, openrlhf_reward.scorers.per_requirement, openrlhf_reward.scorers.classifier"
+    assert heavy_modules_after(code) == []

@@ -124,6 +124,7 @@ def test_writing_subset_to_weval_given_category_and_type(tmp_path):
     assert {r["type_source"] for d in docs for r in d["requirements"]} == {"given"}
 
 
+@pytest.mark.slow  # loads MiniLM
 def test_writing_subset_minilm_category_and_embedding_types(tmp_path):
     out = tmp_path / "w.jsonl"
     p = run_cli("import-paper", "--input", str(FIX / "writing_subset.parquet"), "--output", str(out))
@@ -336,6 +337,7 @@ def test_full_writing_subset(tmp_path):
     assert longest > 1_000_000  # the 2 MB answer of base prompt 7 comes through as it is
 
 
+@pytest.mark.slow  # loads MiniLM
 def test_type_classifier_benchmark_on_fixture():
     from benchmarks.paper_types import evaluate, format_report
     from openrlhf_reward.ifeval import requirement_type

@@ -585,6 +585,7 @@ def rules_servers(shims, tmp_path_factory):
                 proc.kill()
 
 
+@pytest.mark.slow  # starts reward-server processes
 def test_serve_rm_script_runs_replicas_and_stops_them(rules_servers):
     import httpx
 

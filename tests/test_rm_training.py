@@ -35,6 +35,7 @@ from recipe_helpers import (
 )
 
 pytestmark = [
+    pytest.mark.slow,  # trains with OpenRLHF's train_rm
     pytest.mark.openrlhf,
     pytest.mark.skipif(importlib.util.find_spec("openrlhf") is None, reason="openrlhf==0.11.2 is not installed"),
 ]

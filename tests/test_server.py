@@ -506,6 +506,7 @@ def test_remote_rm_lm_eval_model_matches_rules_lm(rules_server):
 # --------------------------------------------------------------------------- the CLI
 
 
+@pytest.mark.slow  # starts a server process
 def test_serve_cli_config_file_and_flag_override(tmp_path):
     from server_utils import free_port
 

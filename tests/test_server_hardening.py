@@ -426,6 +426,7 @@ def test_401s_are_counted_and_logged_without_secrets(rules_srv, caplog):
     assert "guessed-secret-789" not in text
 
 
+@pytest.mark.slow  # runs the serve CLI
 def test_empty_api_key_is_refused_at_start_up():
     for args, env in ((["--api-key", ""], {}), ([], {"OPENRLHF_REWARD_API_KEY": ""})):
         proc = start_cli_server(["--backend", "rules", "--port", "1", *args], env=env)
@@ -434,6 +435,7 @@ def test_empty_api_key_is_refused_at_start_up():
         assert "empty" in out and "Traceback" not in out
 
 
+@pytest.mark.slow  # starts a server process
 def test_access_log_never_shows_the_key():
     from server_utils import free_port
 

@@ -145,6 +145,7 @@ def test_teacher_rejects_malformed_batches():
 
 
 # ---- hf backend ----------------------------------------------------------------------------
+@pytest.mark.slow  # loads a model
 def test_hf_teacher_batched_and_batch_invariant(tiny_lm_dir):
     t = get_teacher("hf", model=str(tiny_lm_dir), batch_size=3, device="cpu")
     convs = [[{"role": "user", "content": f"Write about topic {i}."}] for i in range(4)]
