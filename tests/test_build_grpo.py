@@ -147,6 +147,7 @@ def test_ifeval_import_skips_and_names_bad_rows(tmp_path):
     assert len(_jsonl(tmp_path / "rej.jsonl")) == 4
 
 
+@pytest.mark.slow  # OpenRLHF's dataset code and a tiny model: torch
 @pytest.mark.openrlhf
 def test_grpo_rows_load_with_openrlhf_prompt_dataset_and_labels_arrive_untouched(tmp_path, ifeval_rows, tiny_lm_dir):
     from openrlhf_stubs import use_openrlhf_stubs

@@ -288,6 +288,7 @@ def openrlhf_reward_dataset(pairs: Path, model_dir: Path, max_len: int):
     return ds, tok
 
 
+@pytest.mark.slow  # OpenRLHF's dataset code and a tiny model: torch
 @pytest.mark.openrlhf
 def test_pairs_load_with_openrlhf_reward_dataset(tmp_path, tiny_lm_dir):
     src = _write_jsonl(tmp_path / "in.jsonl", INSTRUCTIONS)

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
+pytestmark = pytest.mark.slow  # OpenRLHF's rollout code: torch, deepspeed, ray
 pytest.importorskip("openrlhf")
 
 from openrlhf_stubs import vllm_stub  # noqa: E402

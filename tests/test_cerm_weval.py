@@ -60,6 +60,7 @@ def test_weval_evaluates_a_cerm_judge_on_the_demo_set(tmp_path):
     assert -100 <= results["weval_all"]["correlation,none"] <= 100
 
 
+@pytest.mark.slow  # reward_func returns torch tensors
 def test_reward_server_and_reward_func_take_labels_without_requirements(monkeypatch, tmp_path):
     from server_utils import ServerThread
 

@@ -210,6 +210,7 @@ def _post_all_labels(rows: list[dict], raw: list[dict]) -> list[float]:
     return rewards
 
 
+@pytest.mark.slow  # reward_func returns torch tensors
 def test_server_and_reward_func_accept_imported_labels(tmp_path):
     out = tmp_path / "g.jsonl"
     assert run_cli("import-paper", "--input", str(FIX / "train.parquet"), "--output", str(out), "--as", "grpo").returncode == 0
@@ -352,6 +353,7 @@ def test_type_classifier_benchmark_on_fixture():
     assert "per id" in format_report(res, by_id=True)
 
 
+@pytest.mark.slow  # OpenRLHF's dataset code and a tiny model: torch
 @pytest.mark.openrlhf
 def test_imported_pairs_load_with_openrlhf_reward_dataset(tmp_path, tiny_lm_dir):
     from build_helpers import OpenRLHFStrategy

@@ -50,7 +50,9 @@ HAVE_OPENRLHF = importlib.util.find_spec("openrlhf") is not None
 
 
 def needs_openrlhf(test):
-    return pytest.mark.openrlhf(pytest.mark.skipif(not HAVE_OPENRLHF, reason="openrlhf==0.11.2 is not installed")(test))
+    # slow: parsing with OpenRLHF's own CLI modules imports torch, deepspeed and ray
+    test = pytest.mark.skipif(not HAVE_OPENRLHF, reason="openrlhf==0.11.2 is not installed")(test)
+    return pytest.mark.slow(pytest.mark.openrlhf(test))
 
 
 PAPER = {"n_samples": 5, "rollout_batch": 384, "train_batch": 96, "temperature": 1.0, "lr": 1e-6}

@@ -366,6 +366,7 @@ def _execute(executor, tokenizer, response: str, label: dict):
     return out
 
 
+@pytest.mark.slow  # OpenRLHF's agent code: torch
 @pytest.mark.openrlhf
 def test_openrlhf_single_turn_executor_gets_rewards_over_http(rules_server, openrlhf_agent, tiny_tokenizer):
     # OpenRLHF's own rollout code: decode with special tokens (trailing </s>), POST one sample.
@@ -390,6 +391,7 @@ def _load_reward_func(path):
     return module
 
 
+@pytest.mark.slow  # reward_func returns torch tensors
 def test_reward_func_file_matches_the_server(rules_server, monkeypatch):
     from openrlhf_reward.server.reward_func_path_cmd import run as path_cmd
 
@@ -422,6 +424,7 @@ def test_reward_func_file_matches_the_server(rules_server, monkeypatch):
     module.reset()
 
 
+@pytest.mark.slow  # OpenRLHF's agent code: torch
 @pytest.mark.openrlhf
 def test_reward_func_through_openrlhf_executor(openrlhf_agent, tiny_tokenizer, tmp_path, rules_server):
     from openrlhf_reward.cli import main as cli_main
