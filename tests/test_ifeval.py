@@ -173,6 +173,7 @@ def test_deeply_nested_json_answer_fails_without_error():
     assert run_check('{"a": [1, 2]}', spec) is True
 
 
+@pytest.mark.slow  # a fresh interpreter importing lm-eval and NLTK: seconds
 def test_preload_imports_lm_eval_and_nltk():
     code = (
         "import sys, openrlhf_reward.ifeval as m; assert 'lm_eval' not in sys.modules; m.preload();"

@@ -296,7 +296,9 @@ def test_rules_table_benchmark_on_fixture():
 # ----------------------------------------------------------------------------- the full released files
 
 
-full = pytest.mark.skipif(not FULL.is_dir(), reason=f"paper data folder {FULL} not present")
+def full(test):
+    # slow: the whole paper data files through the CLI (thousands of rows, seconds each)
+    return pytest.mark.slow(pytest.mark.skipif(not FULL.is_dir(), reason=f"paper data folder {FULL} not present")(test))
 
 
 @full
