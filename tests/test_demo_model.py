@@ -115,10 +115,10 @@ def test_judge_tasks_with_stock_lm_eval_hf_and_the_demo_model(tmp_path, demo_mod
 
 @pytest.mark.slow
 def test_judge_tasks_with_stock_lm_eval_hf_on_the_papers_writing_subset(tmp_path, demo_model_dir):
-    """Item: the judge tasks through stock `lm_eval --model hf` on groups of the paper's own
-    writing_subset (the committed excerpt, imported as it is released): every level of a group
+    """Item: the judge tasks through stock `lm_eval --model hf` on a group of the paper's own
+    writing_subset (the committed excerpt, imported as it is released): every level of the group
     is judged against all five constraints, and lm-eval's metrics are those of the logged
-    verdicts."""
+    verdicts. One group: a second one ran the same path again and doubled the slowest test."""
     import math
 
     from test_lm_eval_e2e import _cli, expected_doc_metrics, logged_verdicts, read_outputs, run_cli
@@ -134,7 +134,7 @@ def test_judge_tasks_with_stock_lm_eval_hf_on_the_papers_writing_subset(tmp_path
     out = tmp_path / "out"
     proc = run_cli(
         [*_cli("lm_eval", "lm_eval"), "--model", "hf", "--model_args", f"pretrained={demo_model_dir},dtype=float32",
-         "--include_path", TASKS_DIR, "--tasks", "wevaljudge-creative_writing", "--limit", "2",
+         "--include_path", TASKS_DIR, "--tasks", "wevaljudge-creative_writing", "--limit", "1",
          "--metadata", json.dumps({"data_files": str(data)}),
          "--batch_size", "8", "--output_path", str(out), "--log_samples"],
         tmp_path, timeout=1800,  # minutes on a loaded 2-core machine
@@ -142,7 +142,7 @@ def test_judge_tasks_with_stock_lm_eval_hf_on_the_papers_writing_subset(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     results, samples = read_outputs(out)
     recs = samples["wevaljudge-creative_writing"]
-    assert len(recs) == 2
+    assert len(recs) == 1
     for rec in recs:
         doc = docs[rec["doc"]["id"]]
         assert len(doc.candidates) == 5 and len(doc.requirements) == 5
