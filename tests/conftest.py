@@ -6,6 +6,7 @@ loads no model, runs no lm-eval CLI, vLLM or training; a test that does is marke
 not marked slow fails when it imports torch (every model load and training run does) or
 spawns a server, lm-eval, vLLM or training process; and in the fast tier a test module may
 not import torch when it is imported (collection imports every module, slow ones too).
+A skip from ``importorskip`` of our own packages is turned into a failure.
 """
 
 from __future__ import annotations
@@ -87,10 +88,35 @@ def _guarded_popen_init(self, args, *a, **k):
 subprocess.Popen.__init__ = _guarded_popen_init
 
 
+OWN_PACKAGES = ("openrlhf_reward", "weval_tasks", "benchmarks")
+
+
+def _own_import_skip(report) -> str | None:
+    """The reason when ``report`` is a skip from ``importorskip`` of the project's own code."""
+    if not report.skipped or not isinstance(report.longrepr, tuple):
+        return None
+    reason = str(report.longrepr[2])
+    return reason if any(f"could not import '{p}" in reason for p in OWN_PACKAGES) else None
+
+
+def _fail_own_import_skip(report) -> None:
+    reason = _own_import_skip(report)
+    if reason is not None:  # our own code must import: a skip would hide a broken module
+        report.outcome, report.longrepr = "failed", f"{report.nodeid}: {reason} (our own code: a failure, not a skip)"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    _fail_own_import_skip(report)
+    return report
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_make_collect_report(collector):
     had_torch = "torch" in sys.modules
     report = yield
+    _fail_own_import_skip(report)
     if (not had_torch and "torch" in sys.modules and isinstance(collector, pytest.Module)
             and "not slow" in (collector.config.option.markexpr or "")):
         report.outcome, report.longrepr = "failed", (
