@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from openrlhf_reward.server.app import create_app
-    from openrlhf_reward.server.http_protocol import make_protocol_class
+    from openrlhf_reward.server.http_protocol import uvicorn_config
 
     app = create_app(scorer, server, cfg.backend)
     log.info(
@@ -98,13 +98,7 @@ def run(args: argparse.Namespace) -> int:
         server.effective_max_wait_ms(cfg.backend),
         "on" if server.resolved_api_key() else "off",
     )
-    # SIGTERM/SIGINT: uvicorn stops accepting, lets every admitted or held request finish
-    # (bounded by the request deadline), then the lifespan drains the batcher.
-    uvicorn.Server(uvicorn.Config(
-        app, host=server.host, port=server.port, log_level=server.log_level, access_log=server.access_log,
-        http=make_protocol_class(server.read_timeout_s), timeout_graceful_shutdown=int(server.request_timeout_s) + 5,
-        backlog=4096,  # a GRPO step's burst of connections arrives at once
-    )).run()
+    uvicorn.Server(uvicorn_config(app, server)).run()
     return 0
 
 
