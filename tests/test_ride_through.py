@@ -248,3 +248,36 @@ def _free_port() -> int:
     from server_utils import free_port
 
     return free_port()
+
+
+class SharedOutage(Outage):
+    """``Outage`` whose switch is shared by every instance (the reward_func file builds its own)."""
+
+    switch = threading.Event()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = SharedOutage.switch
+
+
+@pytest.mark.slow  # the reward_func file returns torch tensors: importing torch takes seconds
+def test_reward_func_file_rides_through_an_outage(tmp_path):
+    from openrlhf_reward import reward_func
+
+    config = tmp_path / "reward.yaml"
+    config.write_text(f"backend: {__name__}:SharedOutage\n"
+                      "server: {ride_through_s: 60, breaker_cooldown_s: 0.05, breaker_max_cooldown_s: 0.2}\n")
+    SharedOutage.switch.set()
+    reward_func.configure(str(config))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:  # OpenRLHF calls it from worker threads
+            futures = [pool.submit(reward_func.reward_func, [f"p {i}"], ["p "], None) for i in range(4)]
+            deadline = time.monotonic() + 60
+            while reward_func._get_service().batcher.held()[0] < 4:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            SharedOutage.switch.clear()
+            assert [f.result(60)["rewards"].tolist() for f in futures] == [[1.0]] * 4
+        assert reward_func._get_service().batcher.counts["samples_rode_through"] == 4
+    finally:
+        reward_func.reset()
