@@ -88,9 +88,10 @@ class ServerConfig:
                     f"{where}: unknown setting {key!r} (known: {', '.join(sorted(names))})"
                 )
             kwargs[key_norm] = value
-        cfg = cls(**coerce_fields(cls, kwargs, where, strict=True, error=ConfigError))
-        cfg.validate()
-        return cfg
+        return cls(**coerce_fields(cls, kwargs, where, strict=True, error=ConfigError))
+
+    def __post_init__(self) -> None:
+        self.validate()  # once, however the config was made (file, flags, or code)
 
     def validate(self) -> None:
         if self.max_batch_size < 1:
