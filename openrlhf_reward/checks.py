@@ -22,15 +22,18 @@ __all__ = [
     "CHECK_KINDS",
     "CheckSpecError",
     "MAX_PHRASE_CHARS",
+    "contains_aligned",
     "contains_phrase",
     "count_bullets",
     "count_paragraphs",
     "count_percents",
     "count_sentences",
     "count_words",
+    "has_visible",
     "is_blank",
     "measure",
     "run_check",
+    "strip_think",
     "validate_check",
 ]
 
@@ -55,9 +58,89 @@ _PERCENT = re.compile(r"(?<!\d)\d++(?:[.,]\d++)?[ \t]?%")
 MAX_PHRASE_CHARS = 256
 
 
+_THINK_OPEN = "<think>"
+_THINK_CLOSE = "</think>"
+# Characters a reader cannot see besides Unicode's Cc/Cf/Zs/Zl/Zp categories: fillers that
+# render as blank space (Hangul fillers, Braille blank), the combining grapheme joiner and
+# the variation selectors (default-ignorable marks).
+_INVISIBLE_EXTRA = (
+    (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x2800, 0x2800),
+    (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xE0100, 0xE01EF),
+)
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+@lru_cache(maxsize=1)
+def _visible_char() -> re.Pattern[str]:
+    """A regex matching one character a reader can see (anything not invisible)."""
+    invisible = set()
+    for a, b in _INVISIBLE_EXTRA:
+        invisible.update(range(a, b + 1))
+    for cp in (*range(0x30000), *range(0xE0000, 0xE1000)):
+        if unicodedata.category(chr(cp)) in _INVISIBLE_CATEGORIES:
+            invisible.add(cp)
+    ranges: list[list[int]] = []
+    for cp in sorted(invisible):
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    cls = "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
+    )
+    return re.compile(f"[^{cls}]")
+
+
+def has_visible(text: str) -> bool:
+    """True when ``text`` has a character a reader can see: anything but whitespace, control
+    and format characters (Unicode Cc, Cf, Zs, Zl, Zp), fillers (U+115F, U+1160, U+3164,
+    U+FFA0, U+2800 Braille blank) and variation selectors. Linear (one regex scan)."""
+    if not text or text.isspace():
+        return False
+    return _visible_char().search(text) is not None
+
+
+def strip_think(text: str) -> str:
+    """``text`` without its ``<think>...</think>`` blocks (reasoning is not the answer).
+
+    Every block is removed, nested ones as a whole (``<think><think>x</think>y</think>``);
+    an unfinished block (an opening tag never closed) runs to the end of the text; a
+    closing tag with no opening one is dropped. Whitespace that a leading block leaves at
+    the start is dropped too. Linear: one forward scan with ``str.find``.
+    """
+    if _THINK_OPEN not in text and _THINK_CLOSE not in text:
+        return text
+    out: list[str] = []
+    depth = pos = 0
+    next_open = text.find(_THINK_OPEN)
+    next_close = text.find(_THINK_CLOSE)
+    while True:
+        if next_open < 0 and next_close < 0:
+            if depth == 0:
+                out.append(text[pos:])
+            break  # depth > 0: the rest is unfinished reasoning
+        if next_open >= 0 and (next_close < 0 or next_open < next_close):
+            if depth == 0:
+                out.append(text[pos:next_open])
+            depth += 1
+            pos = next_open + len(_THINK_OPEN)
+            next_open = text.find(_THINK_OPEN, pos)
+        else:
+            if depth == 0:
+                out.append(text[pos:next_close])  # a stray closing tag: drop the tag only
+            else:
+                depth -= 1
+            pos = next_close + len(_THINK_CLOSE)
+            next_close = text.find(_THINK_CLOSE, pos)
+    result = "".join(out)
+    return result.lstrip() if text.lstrip().startswith(_THINK_OPEN) else result
+
+
 def is_blank(text: str) -> bool:
-    """True for an empty or whitespace-only response, which fails every check."""
-    return not text or text.isspace()
+    """True when a reader would see nothing in the response: after :func:`strip_think`,
+    nothing but invisible characters (:func:`has_visible`). A blank response fails every
+    check. The one definition used by scorers, ``extra_logs`` and the server's metrics."""
+    return not has_visible(strip_think(text))
 
 
 @lru_cache(maxsize=1)
@@ -77,48 +160,103 @@ def _word_class() -> str:
 
 
 @lru_cache(maxsize=1)
-def _word_char() -> re.Pattern[str]:
-    return re.compile(_word_class())
+def _word_runs() -> re.Pattern[str]:
+    """Runs of word characters (``\\w`` plus combining marks), captured, for ``split``."""
+    return re.compile(f"({_word_class()}+)")
 
 
-@lru_cache(maxsize=4096)
-def _phrase_regex(phrase: str) -> tuple[re.Pattern[str], bool]:
-    """(pattern, needs a boundary before it) for a lowercased phrase: whitespace-tolerant,
-    with a boundary after it where the phrase ends with a word character. The pattern starts
-    with the phrase's literal text, so the regex engine's fast literal search applies; the
-    boundary before a match is checked by the caller."""
-    word = _word_char()
-    words = phrase.split()
-    body = r"\s+".join(re.escape(w) for w in words)
-    # A boundary is required only where the phrase itself starts/ends with a word character
-    # ("C++" may be followed by anything; "sea" may not be followed by "rch").
-    if word.match(words[-1][-1]):
-        body += f"(?!{word.pattern})"
-    return re.compile(body), word.match(words[0][0]) is not None
+# Separator candidates for :func:`contains_aligned`; any character absent from the text works.
+_SENTINELS = "\x00\x01\x02\x03\x04\x05\x06\x07\ue000\ue001\ue002\ue003"
+
+
+def _pick_sentinel(text: str) -> str | None:
+    """A character that does not occur in ``text`` (None only if it holds every code point)."""
+    for c in _SENTINELS:
+        if c not in text:
+            return c
+    used = set(text)  # an adversarial text holding all the usual candidates: look further
+    return next((chr(cp) for cp in range(0xE004, 0x110000) if chr(cp) not in used), None)
+
+
+def contains_aligned(
+    text: str,
+    needle: str,
+    word_runs: re.Pattern[str],
+    *,
+    strict: bool = False,
+    fold: Mapping[int, str] | None = None,
+) -> bool:
+    """True when ``needle`` occurs in ``text`` aligned to word boundaries.
+
+    ``word_runs`` captures maximal runs of word characters (``re.compile(r"(\\w+)")``). An
+    end of ``needle`` that is a word character must meet a non-word character or the end of
+    the text (``"sea"`` is not in ``"research"``). With ``strict`` an end that is a non-word
+    character must meet a word character (regex ``\\b`` on both sides of the needle).
+
+    Linear time, one C-level substring search, whatever the needle: both strings are cut at
+    every change between word and non-word characters with a separator absent from both,
+    so an aligned occurrence is exactly a substring occurrence of the cut needle. ``fold``:
+    a one-character-for-one ``str.translate`` table applied to both after cutting (word
+    boundaries are those of the original characters). (A
+    boundary-checking regex, or a ``find`` loop over overlapping candidates, costs
+    O(len(text) x len(needle)) on a text of near-misses.)
+    """
+    if not needle:
+        return True
+    sep = _pick_sentinel(text)
+    if sep is None:
+        return _contains_aligned_loop(text, needle, word_runs, strict=strict, fold=fold)
+    if sep in needle or (fold is not None and sep in needle.translate(fold)):
+        return False  # a character the text does not have (sentinels are not cased)
+    cut = sep.join(word_runs.split(needle))  # begins/ends with sep where needle has a word char
+    if strict:
+        if not word_runs.match(needle):
+            cut = sep + cut
+        if not word_runs.match(needle[-1]):
+            cut += sep
+    hay = sep.join(word_runs.split(text))
+    if fold is not None:
+        cut, hay = cut.translate(fold), hay.translate(fold)
+    return cut in hay
+
+
+def _contains_aligned_loop(
+    text: str, needle: str, word_runs: re.Pattern[str], *, strict: bool, fold: Mapping[int, str] | None = None
+) -> bool:
+    """:func:`contains_aligned` by checking every occurrence (the reference definition; a
+    Python loop, so slow on many near-misses but never one long C call)."""
+    folded, fneedle = (text, needle) if fold is None else (text.translate(fold), needle.translate(fold))
+
+    def word(i: int) -> bool | None:  # None: outside the text
+        return None if i < 0 or i >= len(text) else word_runs.match(text, i) is not None
+
+    first, last = word_runs.match(needle) is not None, word_runs.match(needle[-1]) is not None
+    i = folded.find(fneedle)
+    while i >= 0:
+        before, after = word(i - 1), word(i + len(needle))
+        ok_before = not before if first else (before is True or not strict)
+        ok_after = not after if last else (after is True or not strict)
+        if ok_before and ok_after:
+            return True
+        i = folded.find(fneedle, i + 1)
+    return False
 
 
 def contains_phrase(text: str, phrase: str, *, lowered: bool = False) -> bool:
     """True when ``phrase`` occurs in ``text`` as whole words, case-insensitively.
 
     Whitespace inside the phrase matches any run of whitespace. ``lowered``: ``text`` is
-    already lowercased (saves a copy when several phrases are looked up).
+    already lowercased (saves a copy when several phrases are looked up). Linear in the
+    text (see :func:`contains_aligned`).
     """
-    phrase = phrase.lower()
-    words = phrase.split()
+    words = phrase.lower().split()
     if not words:
         return False
     text = text if lowered else text.lower()
-    if words[0] not in text:  # cheap rejection before the boundary-checking regex
+    if words[0] not in text:  # cheap rejection
         return False
-    pattern, boundary_before = _phrase_regex(phrase)
-    word = _word_char()
-    pos = 0
-    while (m := pattern.search(text, pos)) is not None:
-        start = m.start()
-        if not boundary_before or start == 0 or not word.match(text, start - 1):
-            return True
-        pos = start + 1  # an overlapping later occurrence may still stand on a boundary
-    return False
+    # Whitespace runs become one space on both sides ("light keeper" ~ "Light\n Keeper").
+    return contains_aligned(" ".join(text.split()), " ".join(words), _word_runs())
 
 
 def _strip_title_lines(text: str) -> str:

@@ -15,7 +15,6 @@ from openrlhf_reward.protocol import (
     parse_reward_request,
     recover_response,
     strip_end_markers,
-    strip_leading_think,
 )
 from openrlhf_reward.scorers.base import ScoreResult
 
@@ -87,10 +86,17 @@ def test_response_recovery_through_the_assistant_header():
     assert (response, how) == ("Hi!<|im_end|>", "marker")
 
 
-def test_leading_think_block_is_dropped():
-    assert strip_leading_think("<think>plan it</think>\n\nThe answer.") == "The answer."
-    assert strip_leading_think("<think>never finished") == ""
-    assert strip_leading_think("Text with <think> later") == "Text with <think> later"
+def test_think_blocks_are_dropped():
+    from openrlhf_reward.checks import strip_think
+
+    assert strip_think("<think>plan it</think>\n\nThe answer.") == "The answer."
+    assert strip_think("<think>never finished") == ""
+    # every block, nested and unfinished ones included (issue 20)
+    assert strip_think("Text with <think> later") == "Text with "
+    assert strip_think("A<think>x</think>B<think>y") == "AB"
+    assert strip_think("<think><think>x</think>still thinking</think>Done") == "Done"
+    assert strip_think("stray</think> close") == "stray close"
+    assert strip_think("no tags at all") == "no tags at all"
 
 
 def test_label_forms():
