@@ -245,12 +245,39 @@ def current_line() -> tuple[str, int] | None:
     return getattr(_reading, "where", None)
 
 
+# Longest JSONL line read (bytes). A line is read with this bound, so a 1 GB one-line file
+# costs at most this much memory before the error, not the whole file twice (bytes + str).
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+def check_writable_dir(folder: str | Path) -> None:
+    """Raise :class:`DataError` unless files can be written in ``folder``: it is a folder
+    (or does not exist yet, and its nearest existing parent is one) and a probe file can be
+    created there. Nothing is left behind.
+
+    Probes by creating and removing a file, not with ``os.access``: root passes every
+    permission check but still cannot write to a read-only mount or to ``/proc``.
+    """
+    import tempfile
+
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise DataError(f"{existing}: is a file, not a folder; cannot write output under it")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-probe-"):
+            pass
+    except OSError as e:
+        raise DataError(f"{folder}: cannot write there ({e.strerror or e})") from None
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed object) for each non-blank line.
 
     Every problem is a :class:`DataError` naming the file and line: a missing file or a
     directory, bytes that are not UTF-8 (binary garbage), invalid JSON, nesting too deep
-    for the parser, integers past Python's digit limit.
+    for the parser, integers past Python's digit limit, a line longer than
+    :data:`MAX_LINE_BYTES` (read with that bound: the file is streamed).
     """
     path = Path(path)
     _reading.where = None
@@ -263,7 +290,14 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
     with f:
-        for lineno, raw in enumerate(f, 1):
+        lineno = 0
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(
+                    f"{path}:{lineno}: line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB; "
+                    "is this a JSONL file (one object per line)?"
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
