@@ -185,6 +185,7 @@ def contains_aligned(
     *,
     strict: bool = False,
     fold: Mapping[int, str] | None = None,
+    fold_mixed: frozenset[str] = frozenset(),
 ) -> bool:
     """True when ``needle`` occurs in ``text`` aligned to word boundaries.
 
@@ -197,14 +198,17 @@ def contains_aligned(
     every change between word and non-word characters with a separator absent from both,
     so an aligned occurrence is exactly a substring occurrence of the cut needle. ``fold``:
     a one-character-for-one ``str.translate`` table applied to both after cutting (word
-    boundaries are those of the original characters). (A
+    boundaries are those of the original characters); ``fold_mixed``: characters that fold
+    together with a character of the other kind (word / non-word), for which a needle's
+    boundaries say nothing about the text's: a needle holding one is searched occurrence by
+    occurrence. (A
     boundary-checking regex, or a ``find`` loop over overlapping candidates, costs
     O(len(text) x len(needle)) on a text of near-misses.)
     """
     if not needle:
         return True
     sep = _pick_sentinel(text)
-    if sep is None:
+    if sep is None or (fold_mixed and not fold_mixed.isdisjoint(needle)):
         return _contains_aligned_loop(text, needle, word_runs, strict=strict, fold=fold)
     if sep in needle or (fold is not None and sep in needle.translate(fold)):
         return False  # a character the text does not have (sentinels are not cased)
@@ -233,9 +237,13 @@ def _contains_aligned_loop(
     first, last = word_runs.match(needle) is not None, word_runs.match(needle[-1]) is not None
     i = folded.find(fneedle)
     while i >= 0:
-        before, after = word(i - 1), word(i + len(needle))
-        ok_before = not before if first else (before is True or not strict)
-        ok_after = not after if last else (after is True or not strict)
+        j = i + len(needle)
+        if strict:  # regex \b: the text's own characters on either side differ in kind
+            ok_before = bool(word(i - 1)) != bool(word(i))
+            ok_after = bool(word(j - 1)) != bool(word(j))
+        else:
+            ok_before = not first or not word(i - 1)
+            ok_after = not last or not word(j)
         if ok_before and ok_after:
             return True
         i = folded.find(fneedle, i + 1)

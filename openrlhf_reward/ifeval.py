@@ -412,6 +412,8 @@ def preload() -> None:
 
     _registry()
     contains_phrase("warm up", "warm")  # builds the word-character class once
+    is_blank("warm up")  # and the visible-character class
+    _fold_tables()  # and the case-folding table of the keyword checks
     for iid, kw in (
         ("length_constraints:number_sentences", {"num_sentences": 1, "relation": "at least"}),
         ("change_case:capital_word_frequency", {"capital_frequency": 1, "capital_relation": "at least"}),
@@ -524,25 +526,34 @@ def _sections(value: str, args: Mapping[str, Any]) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _fold_table() -> dict[int, str]:
-    """``str.translate`` table giving each character the representative of its class under
-    ``re.IGNORECASE`` (the regex engine's own lowercasing plus its extra equivalences, e.g.
-    "ſ" ~ "s", "ı" ~ "i"): one character for one, so two folded strings are equal exactly
-    when the regex would match them case-insensitively."""
+def _fold_tables() -> tuple[dict[int, str], frozenset[str]]:
+    """(``str.translate`` table, mixed characters). The table gives each character the
+    representative of its class under ``re.IGNORECASE`` (the regex engine's own lowercasing
+    plus its extra equivalences, e.g. "ſ" ~ "s", "ı" ~ "i"): one character for one, so two
+    folded strings are equal exactly when the regex matches them case-insensitively. Mixed:
+    the characters of a class holding both word and non-word characters (the iota class:
+    U+0345 is a combining mark)."""
     import _sre
     from re import _casefix
 
     table: dict[int, str] = {}
+    classes: dict[int, list[int]] = {}
     for cp in range(0x110000):
         lo = _sre.unicode_tolower(cp)
         rep = min((lo, *_casefix._EXTRA_CASES.get(lo, ())))
         if rep != cp:
             table[cp] = chr(rep)
-    return table
+            classes.setdefault(rep, [rep]).append(cp)
+    word = re.compile(r"\w")
+    mixed = frozenset(
+        chr(cp) for members in classes.values()
+        if len({word.match(chr(c)) is None for c in members}) > 1 for cp in members
+    )
+    return table, mixed
 
 
 def _fold(text: str) -> str:
-    return text.translate(_fold_table())
+    return text.translate(_fold_tables()[0])
 
 
 _SRE_WORD_RUNS = re.compile(r"(\w+)")  # the word characters of the regex "\b"
@@ -563,8 +574,9 @@ def _keyword_frequency(value: str, args: Mapping[str, Any]) -> bool:
 
 def _forbidden_words(value: str, args: Mapping[str, Any]) -> bool:
     # re.search(r"\b" + word + r"\b", value, re.I) for each word, in linear time
+    table, mixed = _fold_tables()
     return not any(
-        contains_aligned(value, w, _SRE_WORD_RUNS, strict=True, fold=_fold_table())
+        contains_aligned(value, w, _SRE_WORD_RUNS, strict=True, fold=table, fold_mixed=mixed)
         for w in args["forbidden_words"]
     )
 

@@ -253,3 +253,82 @@ def test_wrapped_nltk_checkers_match_lm_eval(iid, kwargs):
         assert run_check(text, spec) == expected, text
 
     check()
+
+
+# ---------------------------------------------------------------- issue 20: linear keyword search
+
+# Characters whose case-insensitive matching is not plain str.lower(): dotted/dotless i,
+# long s, Kelvin sign, final sigma, German sharp s, the iota family (one of them a mark).
+CASE_SPECIAL = ["i", "I", "\u0130", "\u0131", "s", "S", "\u017f", "k", "K", "\u212a", "\u03c3",
+                "\u03c2", "\u03a3", "\u00df", "\u1e9e", "\u0345", "\u03b9", "\u0399", "\u1fbe", " ", "-", "_"]
+
+IFEVAL_KEYWORD_CASES = [
+    ("keywords:existence", {"keywords": ["si", "\u0130K"]}, CASE_SPECIAL),
+    ("keywords:existence", {"keywords": ["\u03c3\u03b9"]}, CASE_SPECIAL),
+    ("keywords:frequency", {"keyword": "s\u0131", "frequency": 2, "relation": "at least"}, CASE_SPECIAL),
+    ("keywords:frequency", {"keyword": "\u03b9\u03b9", "frequency": 2, "relation": "less than"}, CASE_SPECIAL),
+    ("keywords:forbidden_words", {"forbidden_words": ["sk", "-s", "s-", "\u0345i"]}, CASE_SPECIAL),
+    ("keywords:forbidden_words", {"forbidden_words": ["a-b", "-", "_a"]}, ["a", "b", "-", "_", " ", "A", "B"]),
+    ("detectable_format:multiple_sections", {"section_spliter": "SS", "num_sections": 2},
+     ["S", "SS", " ", "\n", "1", "2", "x"]),
+    ("detectable_format:multiple_sections", {"section_spliter": " S", "num_sections": 2},
+     ["S", " ", "\n", "1", "x"]),
+]
+
+
+@pytest.mark.parametrize("iid,kwargs,alphabet", IFEVAL_KEYWORD_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(IFEVAL_KEYWORD_CASES)])
+def test_linear_keyword_checkers_match_lm_eval_on_case_folding(iid, kwargs, alphabet):
+    test_linear_ifeval_checkers_match_lm_eval(iid, kwargs, alphabet)
+
+
+def _old_contains_phrase(text: str, phrase: str) -> bool:
+    """contains_phrase before issue 20: a whitespace-tolerant regex plus a boundary check
+    before each match (O(text x phrase) on near-misses)."""
+    word = re.compile(checks_module._word_class())
+    words = phrase.lower().split()
+    if not words:
+        return False
+    text = text.lower()
+    body = r"\s+".join(re.escape(w) for w in words)
+    if word.match(words[-1][-1]):
+        body += f"(?!{word.pattern})"
+    pattern, before = re.compile(body), word.match(words[0][0]) is not None
+    pos = 0
+    while (m := pattern.search(text, pos)) is not None:
+        if not before or m.start() == 0 or not word.match(text, m.start() - 1):
+            return True
+        pos = m.start() + 1
+    return False
+
+
+# The sentinel characters the aligned search cuts with, so that its fallbacks run too.
+ALIGN_ALPHABET = ["a", "b", "A", "é", "e\u0301", " ", "\n", "-", "+", ".", "_", "\u0301",
+                  *checks_module._SENTINELS]
+
+
+@FUZZ
+@given(text=st.lists(st.sampled_from(ALIGN_ALPHABET), max_size=30).map("".join),
+       phrase=st.lists(st.sampled_from(ALIGN_ALPHABET[:-6]), min_size=1, max_size=6).map("".join))
+def test_contains_phrase_matches_the_regex_version(text, phrase):
+    assert checks_module.contains_phrase(text, phrase) == _old_contains_phrase(text, phrase)
+
+
+@FUZZ
+@given(text=st.lists(st.sampled_from(ALIGN_ALPHABET), max_size=30).map("".join),
+       needle=st.lists(st.sampled_from(ALIGN_ALPHABET), min_size=1, max_size=5).map("".join),
+       strict=st.booleans())
+def test_aligned_search_matches_the_occurrence_loop(text, needle, strict):
+    runs = re.compile(r"(\w+)")
+    fast = checks_module.contains_aligned(text, needle, runs, strict=strict)
+    assert fast == checks_module._contains_aligned_loop(text, needle, runs, strict=strict)
+    if strict:  # the IFEval definition: regex \b on both sides
+        assert fast == (re.search(r"\b" + re.escape(needle) + r"\b", text) is not None)
+
+
+def test_aligned_search_with_every_usual_sentinel_in_the_text():
+    text = checks_module._SENTINELS + " the sea "
+    runs = re.compile(r"(\w+)")
+    assert checks_module._pick_sentinel(text) not in text
+    assert checks_module.contains_aligned(text, "sea", runs)
+    assert not checks_module.contains_aligned(text, "se", runs)
