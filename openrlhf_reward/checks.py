@@ -13,6 +13,7 @@ kind that may answer None ("not scorable here", e.g. a random-letter instruction
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -165,6 +166,8 @@ def _word_runs() -> re.Pattern[str]:
     return re.compile(f"({_word_class()}+)")
 
 
+_ASCII_WORD_RUNS = re.compile(r"(\w+)", re.ASCII)
+
 # Separator candidates for :func:`contains_aligned`; any character absent from the text works.
 _SENTINELS = "\x00\x01\x02\x03\x04\x05\x06\x07\ue000\ue001\ue002\ue003"
 
@@ -176,6 +179,17 @@ def _pick_sentinel(text: str) -> str | None:
             return c
     used = set(text)  # an adversarial text holding all the usual candidates: look further
     return next((chr(cp) for cp in range(0xE004, 0x110000) if chr(cp) not in used), None)
+
+
+# Occurrences checked one by one before switching to the cut search (most texts hold a
+# keyword a few times; only a text of near-misses needs the cut).
+_ALIGNED_LOOP_CAP = 32
+# The cut of a long text is built in chunks of about this many characters, so that no single
+# C call holds the GIL for long (other server threads run between chunks).
+_CUT_CHUNK = 1 << 16
+# The last cut text per thread (one text held at most): several keywords of one response
+# cut it once.
+_cut_memo = threading.local()
 
 
 def contains_aligned(
@@ -191,26 +205,31 @@ def contains_aligned(
 
     ``word_runs`` captures maximal runs of word characters (``re.compile(r"(\\w+)")``). An
     end of ``needle`` that is a word character must meet a non-word character or the end of
-    the text (``"sea"`` is not in ``"research"``). With ``strict`` an end that is a non-word
-    character must meet a word character (regex ``\\b`` on both sides of the needle).
+    the text (``"sea"`` is not in ``"research"``). With ``strict`` the text must change
+    between word and non-word characters at both ends of the occurrence (regex ``\\b`` on
+    both sides). ``fold``: a one-character-for-one ``str.translate`` table applied to both
+    (case folding); word boundaries are those of the original characters. ``fold_mixed``:
+    characters that fold together with one of the other kind (word / non-word); a needle
+    holding one is checked occurrence by occurrence.
 
-    Linear time, one C-level substring search, whatever the needle: both strings are cut at
-    every change between word and non-word characters with a separator absent from both,
-    so an aligned occurrence is exactly a substring occurrence of the cut needle. ``fold``:
-    a one-character-for-one ``str.translate`` table applied to both after cutting (word
-    boundaries are those of the original characters); ``fold_mixed``: characters that fold
-    together with a character of the other kind (word / non-word), for which a needle's
-    boundaries say nothing about the text's: a needle holding one is searched occurrence by
-    occurrence. (A
-    boundary-checking regex, or a ``find`` loop over overlapping candidates, costs
-    O(len(text) x len(needle)) on a text of near-misses.)
+    Linear time. The first occurrences are checked one by one (``str.find``); past
+    ``_ALIGNED_LOOP_CAP`` near-misses both strings are cut at every change between word and
+    non-word characters with a separator absent from the text, so an aligned occurrence is
+    exactly a substring occurrence of the cut needle: one more search. (A boundary-checking
+    regex, or an unbounded loop over overlapping candidates, costs O(text x needle) on a
+    text of near-misses.)
     """
     if not needle:
         return True
-    sep = _pick_sentinel(text)
-    if sep is None or (fold_mixed and not fold_mixed.isdisjoint(needle)):
-        return _contains_aligned_loop(text, needle, word_runs, strict=strict, fold=fold)
-    if sep in needle or (fold is not None and sep in needle.translate(fold)):
+    mixed = bool(fold_mixed) and not fold_mixed.isdisjoint(needle)
+    found = _contains_aligned_loop(text, needle, word_runs, strict=strict, fold=fold,
+                                   cap=None if mixed else _ALIGNED_LOOP_CAP)
+    if found is not None:
+        return found
+    sep, hay = _cut_text(text, word_runs, fold)
+    if sep is None:  # the text holds every code point: keep checking one by one
+        return bool(_contains_aligned_loop(text, needle, word_runs, strict=strict, fold=fold))
+    if sep in needle:
         return False  # a character the text does not have (sentinels are not cased)
     cut = sep.join(word_runs.split(needle))  # begins/ends with sep where needle has a word char
     if strict:
@@ -218,27 +237,63 @@ def contains_aligned(
             cut = sep + cut
         if not word_runs.match(needle[-1]):
             cut += sep
-    hay = sep.join(word_runs.split(text))
     if fold is not None:
-        cut, hay = cut.translate(fold), hay.translate(fold)
+        cut = cut.translate(fold)
     return cut in hay
 
 
+@lru_cache(maxsize=8)
+def _one_char(word_runs: re.Pattern[str]) -> re.Pattern[str]:
+    """One word character of ``word_runs`` (``(X+)`` -> ``X``): a test that reads one character."""
+    return re.compile(word_runs.pattern.removeprefix("(").removesuffix("+)"))
+
+
+def _cut_text(text: str, word_runs: re.Pattern[str], fold: Mapping[int, str] | None) -> tuple[str | None, str]:
+    """(separator, ``text`` with the separator between every word and non-word run, folded)."""
+    memo = getattr(_cut_memo, "last", None)
+    if memo is not None and memo[0] is word_runs and memo[1] is fold and memo[2] == text:
+        return memo[3], memo[4]
+    sep = _pick_sentinel(text)
+    if sep is None:
+        return None, ""
+    parts: list[str] = []
+    start = 0
+    while start < len(text):
+        end = min(start + _CUT_CHUNK, len(text))
+        if end < len(text):  # end the chunk just after a non-word character
+            m = word_runs.match(text, end - 1)
+            end = min(m.end() + 1, len(text)) if m else end
+        piece = sep.join(word_runs.split(text[start:end]))
+        parts.append(piece if fold is None else piece.translate(fold))
+        start = end
+    hay = "".join(parts)
+    _cut_memo.last = (word_runs, fold, text, sep, hay)
+    return sep, hay
+
+
 def _contains_aligned_loop(
-    text: str, needle: str, word_runs: re.Pattern[str], *, strict: bool, fold: Mapping[int, str] | None = None
-) -> bool:
-    """:func:`contains_aligned` by checking every occurrence (the reference definition; a
-    Python loop, so slow on many near-misses but never one long C call)."""
+    text: str,
+    needle: str,
+    word_runs: re.Pattern[str],
+    *,
+    strict: bool,
+    fold: Mapping[int, str] | None = None,
+    cap: int | None = None,
+) -> bool | None:
+    """:func:`contains_aligned` by checking every occurrence (the reference definition);
+    None when more than ``cap`` occurrences were checked without an aligned one."""
     folded, fneedle = (text, needle) if fold is None else (text.translate(fold), needle.translate(fold))
+    one = _one_char(word_runs)
 
     def word(i: int) -> bool | None:  # None: outside the text
-        return None if i < 0 or i >= len(text) else word_runs.match(text, i) is not None
+        return None if i < 0 or i >= len(text) else one.match(text, i) is not None
 
     first, last = word_runs.match(needle) is not None, word_runs.match(needle[-1]) is not None
     i = folded.find(fneedle)
+    n = 0
     while i >= 0:
         j = i + len(needle)
-        if strict:  # regex \b: the text's own characters on either side differ in kind
+        if strict:  # regex \\b: the text's own characters on either side differ in kind
             ok_before = bool(word(i - 1)) != bool(word(i))
             ok_after = bool(word(j - 1)) != bool(word(j))
         else:
@@ -246,6 +301,9 @@ def _contains_aligned_loop(
             ok_after = not last or not word(j)
         if ok_before and ok_after:
             return True
+        n += 1
+        if cap is not None and n >= cap:
+            return None
         i = folded.find(fneedle, i + 1)
     return False
 
@@ -264,7 +322,10 @@ def contains_phrase(text: str, phrase: str, *, lowered: bool = False) -> bool:
     if words[0] not in text:  # cheap rejection
         return False
     # Whitespace runs become one space on both sides ("light keeper" ~ "Light\n Keeper").
-    return contains_aligned(" ".join(text.split()), " ".join(words), _word_runs())
+    text, phrase = " ".join(text.split()), " ".join(words)
+    # ASCII has no combining marks: plain \w is the same class and much faster to split on
+    runs = _ASCII_WORD_RUNS if text.isascii() and phrase.isascii() else _word_runs()
+    return contains_aligned(text, phrase, runs)
 
 
 def _strip_title_lines(text: str) -> str:

@@ -307,28 +307,62 @@ ALIGN_ALPHABET = ["a", "b", "A", "é", "e\u0301", " ", "\n", "-", "+", ".", "_",
                   *checks_module._SENTINELS]
 
 
-@FUZZ
-@given(text=st.lists(st.sampled_from(ALIGN_ALPHABET), max_size=30).map("".join),
-       phrase=st.lists(st.sampled_from(ALIGN_ALPHABET[:-6]), min_size=1, max_size=6).map("".join))
-def test_contains_phrase_matches_the_regex_version(text, phrase):
-    assert checks_module.contains_phrase(text, phrase) == _old_contains_phrase(text, phrase)
+class _Cut:
+    """Force the cut search (no occurrence checked one by one) in tiny chunks."""
+
+    def __init__(self, on: bool):
+        self.on = on
+
+    def __enter__(self):
+        self.saved = checks_module._ALIGNED_LOOP_CAP, checks_module._CUT_CHUNK
+        if self.on:
+            checks_module._ALIGNED_LOOP_CAP, checks_module._CUT_CHUNK = 0, 3
+
+    def __exit__(self, *exc):
+        checks_module._ALIGNED_LOOP_CAP, checks_module._CUT_CHUNK = self.saved
 
 
-@FUZZ
-@given(text=st.lists(st.sampled_from(ALIGN_ALPHABET), max_size=30).map("".join),
-       needle=st.lists(st.sampled_from(ALIGN_ALPHABET), min_size=1, max_size=5).map("".join),
-       strict=st.booleans())
-def test_aligned_search_matches_the_occurrence_loop(text, needle, strict):
+@pytest.mark.parametrize("cut", [False, True], ids=["loop-first", "cut"])
+def test_contains_phrase_matches_the_regex_version(cut):
+    @FUZZ
+    @given(text=st.lists(st.sampled_from(ALIGN_ALPHABET), max_size=30).map("".join),
+           phrase=st.lists(st.sampled_from(ALIGN_ALPHABET[:-6]), min_size=1, max_size=6).map("".join))
+    def check(text, phrase):
+        with _Cut(cut):
+            assert checks_module.contains_phrase(text, phrase) == _old_contains_phrase(text, phrase)
+
+    check()
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["loop-first", "cut"])
+def test_aligned_search_matches_the_occurrence_loop(cut):
     runs = re.compile(r"(\w+)")
-    fast = checks_module.contains_aligned(text, needle, runs, strict=strict)
-    assert fast == checks_module._contains_aligned_loop(text, needle, runs, strict=strict)
-    if strict:  # the IFEval definition: regex \b on both sides
-        assert fast == (re.search(r"\b" + re.escape(needle) + r"\b", text) is not None)
+
+    @FUZZ
+    @given(text=st.lists(st.sampled_from(ALIGN_ALPHABET), max_size=30).map("".join),
+           needle=st.lists(st.sampled_from(ALIGN_ALPHABET), min_size=1, max_size=5).map("".join),
+           strict=st.booleans())
+    def check(text, needle, strict):
+        with _Cut(cut):
+            fast = checks_module.contains_aligned(text, needle, runs, strict=strict)
+        assert fast == checks_module._contains_aligned_loop(text, needle, runs, strict=strict)
+        if strict:  # the IFEval definition: regex \b on both sides
+            assert fast == (re.search(r"\b" + re.escape(needle) + r"\b", text) is not None)
+
+    check()
+
+
+@pytest.mark.parametrize("iid,kwargs,alphabet", IFEVAL_KEYWORD_CASES[4:6], ids=["forbidden-fold", "forbidden-punct"])
+def test_forbidden_words_through_the_cut_match_lm_eval(iid, kwargs, alphabet):
+    with _Cut(True):
+        test_linear_ifeval_checkers_match_lm_eval(iid, kwargs, alphabet)
 
 
 def test_aligned_search_with_every_usual_sentinel_in_the_text():
     text = checks_module._SENTINELS + " the sea "
     runs = re.compile(r"(\w+)")
     assert checks_module._pick_sentinel(text) not in text
-    assert checks_module.contains_aligned(text, "sea", runs)
-    assert not checks_module.contains_aligned(text, "se", runs)
+    with _Cut(True):
+        assert checks_module.contains_aligned(text, "sea", runs)
+        assert not checks_module.contains_aligned(text, "se", runs)
+        assert checks_module.contains_aligned("a" * 100 + " a", "a", runs)  # 100 near-misses, then one
