@@ -485,7 +485,7 @@ def measure(text: str, spec: Mapping[str, Any]) -> int | None:
 def run_check(text: str, spec: Mapping[str, Any]) -> bool | None:
     """True when ``text`` satisfies ``spec``. The spec is assumed valid (see validate_check).
 
-    A blank response (empty or whitespace only) fails every check, of every kind. Otherwise
+    A blank response (:func:`is_blank`) fails every check, of every kind. Otherwise
     None only for kind ``ifeval`` when that instruction cannot be scored deterministically
     here (see :func:`openrlhf_reward.ifeval.unscorable_reason`).
     """
