@@ -617,10 +617,11 @@ def _english_lowercase(value: str, args: Mapping[str, Any]) -> bool:
     return value.islower() and _detect_language(value) in (None, "en")
 
 
-# Longest response the two NLTK ids are scored on (punkt costs ~10 us per character on
-# abbreviation-like text such as "P. P. P."): above it they are not scorable (None), so a
-# request's cost is bounded and no verdict depends on the machine's speed.
-MAX_NLTK_CHARS = 50_000
+# Longest response the two NLTK ids are scored on: above it they are not scorable (None), so
+# a request's cost is bounded and no verdict depends on the machine's speed. NLTK is linear
+# but slow on many short sentences: "A. B. " repeated costs ~80 us per character in
+# word_tokenize (about 1 s at this bound on a 2-core CPU); real answers are far below it.
+MAX_NLTK_CHARS = 20_000
 
 # The last NLTK count per thread (one text held at most): several sentence-count requirements
 # on one response tokenize it once.
