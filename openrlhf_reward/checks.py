@@ -461,8 +461,8 @@ def validate_check(spec: Any) -> None:
         raise CheckSpecError(f"check kind {kind!r}: 'text' must be a non-empty string")
     if kind == "contains_all":
         kws = spec["keywords"]
-        if not isinstance(kws, list) or not kws or not all(isinstance(k, str) and k.strip() for k in kws):
-            raise CheckSpecError("check kind 'contains_all': 'keywords' must be a non-empty list of strings")
+        if not isinstance(kws, list) or not kws or not all(isinstance(k, str) and has_visible(k) for k in kws):
+            raise CheckSpecError("check kind 'contains_all': 'keywords' must be a non-empty list of strings, each with a visible character")
         if long := [k for k in kws if len(k) > MAX_PHRASE_CHARS]:
             raise CheckSpecError(
                 f"check kind 'contains_all': keyword {long[0][:40]!r}... is longer than "

@@ -259,6 +259,14 @@ def test_bad_constraint_names_the_constraint_field(constraint):
     assert "has no len" not in e.value.message
 
 
+def test_blank_contains_all_keywords_are_refused():
+    for kw in (" ", "\u200b", "\u3164\u2800"):
+        req = {**REQ, "check": {"kind": "contains_all", "keywords": ["sea", kw]}}
+        with pytest.raises(RequestError) as e:
+            parse_label({"requirements": [req]}, "labels[0]")
+        assert e.value.field == "labels[0].requirements" and "visible" in e.value.message
+
+
 @pytest.mark.parametrize(("kwargs", "name"), [
     ({"keywords": [" "]}, "keywords"), ({"keywords": ["sea", "\u200b"]}, "keywords"),
     ({"keyword": "\t", "frequency": 1, "relation": "at least"}, "keyword"),
