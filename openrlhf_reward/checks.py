@@ -245,7 +245,7 @@ def contains_aligned(
 @lru_cache(maxsize=8)
 def _one_char(word_runs: re.Pattern[str]) -> re.Pattern[str]:
     """One word character of ``word_runs`` (``(X+)`` -> ``X``): a test that reads one character."""
-    return re.compile(word_runs.pattern.removeprefix("(").removesuffix("+)"))
+    return re.compile(word_runs.pattern.removeprefix("(").removesuffix("+)"), word_runs.flags)
 
 
 def _cut_text(text: str, word_runs: re.Pattern[str], fold: Mapping[int, str] | None) -> tuple[str | None, str]:
