@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable
 
 # Sentence ends and title lines as the rule checks count them (one definition of each).
-from openrlhf_reward.checks import _SENTENCE_END, _TITLE_LINE, count_words
+from openrlhf_reward.checks import _SENTENCE_END, _TITLE_LINE, count_words, is_blank
 from openrlhf_reward.schema import WEvalDocument
 
 __all__ = [
@@ -139,7 +139,7 @@ def build_attack(name: str, doc: WEvalDocument) -> str:
         raise TypeError(f"build_attack needs a WEvalDocument, got {type(doc).__name__}")
     out = _BUILDERS[name](doc)
     # Only the two blank attacks may be blank: a blank "truncate" would test "empty" twice.
-    if name not in ("empty", "whitespace") and not out.strip():
+    if name not in ("empty", "whitespace") and is_blank(out):
         raise ValueError(f"document {doc.id!r}: attack {name!r} produced a blank answer")
     return out
 

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from weval_tasks import TASKS_DIR
 
@@ -106,6 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         fast = not user and bool(tasks) and selects_only_our_tasks(tasks, our_task_names())
     if fast:
         log.info("only WEval tasks selected: skipping lm-eval's built-in task index")
+    output_path = getattr(args, "output_path", None)
+    if output_path:  # lm-eval only logs a failed write after the whole run: check first
+        from openrlhf_reward.schema import check_writable_dir
+
+        out = Path(output_path)
+        try:
+            check_writable_dir(out.parent if out.suffix == ".json" else out)
+        except DataError as e:
+            print(f"weval: error: --output_path {output_path}: {e}", file=sys.stderr)
+            return 2
     try:
         # Categories the data lacks are skipped, not an error.
         with skipping_absent_categories(), _without_builtin_tasks() if fast else contextlib.nullcontext():
