@@ -88,7 +88,6 @@ class RulesLM(ScorerLM):
         super().__init__(get_scorer("rules", **backend_args), batch_size=batch_size)
 
 
-@register_model("rm")
 def _available(device: str) -> str:
     """lm-eval's CLI passes ``cuda:0`` unless told otherwise; on a machine without CUDA fall
     back to the CPU with a warning, as lm-eval's own ``hf`` model does."""
@@ -101,6 +100,7 @@ def _available(device: str) -> str:
     return device
 
 
+@register_model("rm")
 class RMLM(ScorerLM):
     """``--model rm``: any registered reward backend, chosen by ``backend=NAME``.
 
