@@ -66,16 +66,27 @@ def _run_rows(path: str) -> list[dict[str, Any]]:
     return rows
 
 
-def build_site_data(paths: list[str], n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> dict[str, Any]:
+def build_site_data(paths: list[str], n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+                    page_size: int = PAGE_SIZE) -> dict[str, Any]:
     """Everything the page shows, as one JSON-able dict (what ``index.html`` embeds)."""
-    from weval_tasks.attacks import build_attacks
-    from weval_tasks.metrics import pessimistic_positions
-    from weval_tasks.report import _disambiguate, _json_rows, add_cis, compare, hack_columns
+    return _site_data(_load(paths, n_resamples, seed), n_resamples, seed, page_size)
+
+
+def _load(paths: list[str], n_resamples: int, seed: int) -> list[list[dict[str, Any]]]:
+    from weval_tasks.report import _disambiguate, add_cis
 
     runs = [_run_rows(p) for p in paths]
     _disambiguate([r for rows in runs for r in rows])
     for rows in runs:
         add_cis(rows, n_resamples, seed)
+    return runs
+
+
+def _site_data(runs: list[list[dict[str, Any]]], n_resamples: int, seed: int, page_size: int) -> dict[str, Any]:
+    from weval_tasks.attacks import build_attacks
+    from weval_tasks.metrics import pessimistic_positions
+    from weval_tasks.report import _json_rows, compare, hack_columns
+
     names = [rows[0]["name"] for rows in runs]
     if len(names) == 2 and names[0] == names[1]:
         names = [f"A: {names[0]}", f"B: {names[1]}"]
@@ -141,24 +152,22 @@ def build_site_data(paths: list[str], n_resamples: int = DEFAULT_RESAMPLES, seed
         "comparisons": comparisons,
         "hack_columns": [c for c in hack_columns() if c.startswith("hack_")],
         "docs": order,
-        "page_size": PAGE_SIZE,
+        "page_size": page_size,
         "n_resamples": n_resamples,
     }
 
 
 def write_site(paths: list[str], out: Path, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
-               with_plot: bool = True) -> Path:
+               with_plot: bool = True, page_size: int = PAGE_SIZE) -> Path:
     """Write the site into ``out``; returns the path of ``index.html``."""
-    from weval_tasks.report import _disambiguate, add_cis, plot
+    from weval_tasks.report import plot
 
-    data = build_site_data(paths, n_resamples, seed)
+    runs = _load(paths, n_resamples, seed)
+    data = _site_data(runs, n_resamples, seed, page_size)
     out.mkdir(parents=True, exist_ok=True)
     data["plot"] = None
     if with_plot:
-        rows = [r for p in paths for r in _run_rows(p)]
-        _disambiguate(rows)
-        add_cis(rows, n_resamples, seed)
-        plot(rows, out / "report.png")
+        plot([r for rows in runs for r in rows], out / "report.png")
         data["plot"] = "report.png"
     # "</" would end the <script> element early; "\u2028"/"\u2029" are fine in JSON and in JS.
     blob = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
@@ -174,11 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples for the CIs")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed")
     parser.add_argument("--no-plot", action="store_true", help="skip the report plot (no matplotlib)")
+    parser.add_argument("--page-size", type=int, default=PAGE_SIZE, help="documents per list page")
     args = parser.parse_args(argv)
     if len(args.runs) > 2:
         parser.error("give one run, or two to compare")
+    if args.page_size < 1 or args.n_resamples < 1:
+        parser.error("--page-size and --n-resamples must be >= 1")
     try:
-        index = write_site(args.runs, args.output, args.n_resamples, args.seed, not args.no_plot)
+        index = write_site(args.runs, args.output, args.n_resamples, args.seed, not args.no_plot, args.page_size)
     except (FileNotFoundError, json.JSONDecodeError, DataError) as e:
         print(f"weval view: error: {e}", file=sys.stderr)
         return 2
@@ -302,7 +314,7 @@ function filtered(st) {
 
 function select(name, values, current, st) {
   const s = el("select", {id: "f-" + name}, el("option", {value: "", text: "all"}));
-  for (const v of values) { const o = el("option", {value: v, text: v}); if (v === current) o.selected = true; s.append(o); }
+  for (const v of values) { const o = el("option", {value: v, text: v}); if (v === current) o.defaultSelected = true; s.append(o); }
   s.addEventListener("change", () => { const n = {...st, page: ""}; n[name] = s.value; setHash({list: true, ...n}); });
   return el("label", {}, name + " ", s);
 }
@@ -310,7 +322,7 @@ function select(name, values, current, st) {
 function renderList(st) {
   const uniq = f => [...new Set(DATA.docs.flatMap(f))].sort();
   const box = el("input", {type: "checkbox", id: "f-misordered"});
-  box.checked = st.misordered !== undefined;
+  box.defaultChecked = st.misordered !== undefined;  // the attribute: visible in the DOM
   box.addEventListener("change", () => { const n = {...st, page: ""}; if (box.checked) n.misordered = true; else delete n.misordered; setHash({list: true, ...n}); });
   app.append(el("div", {id: "filters"}, select("family", uniq(d => [d.family]), st.family, st),
     select("category", uniq(d => [d.category]), st.category, st),
