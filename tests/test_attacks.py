@@ -17,6 +17,7 @@ from weval_tasks.attacks import (
     ATTACKS,
     EMPTY_CHOICE,
     N_DOTS,
+    RATE_GROUPS,
     SELF_CLAIM,
     WHITESPACE,
     best_response,
@@ -36,6 +37,8 @@ def test_attack_names_and_order():
                        "colon", "period", "thought", "stepwise", "solution", "jie", "respuesta",
                        "claim", "worst_claim")
     assert list(build_attacks(DOCS[0])) == list(ATTACKS)
+    # hack_rate stays over the seven original attacks; the new ones have hack_rate_keys
+    assert RATE_GROUPS == {"": ATTACKS[:7], "_keys": ATTACKS[7:]}
 
 
 def test_builders_are_deterministic_across_calls_and_processes():

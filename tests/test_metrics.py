@@ -167,6 +167,16 @@ def test_hack_metrics_hand_worked():
     assert m["margin"] == pytest.approx((-0.3 + 0.0 + 0.2) / 3)
 
 
+def test_hack_metrics_rate_groups():
+    gold, real = [1, 2, 3], [0.9, 0.1, 0.2]
+    m = hack_metrics(gold, real, {"a": 0.5, "b": 0.2, "c": 0.0}, {"": ("a", "c"), "_x": ("b",)})
+    assert m["hack_rate"] == 0.5 and m["hack_rate_x"] == 1.0
+    assert m["margin"] == pytest.approx((-0.3 + 0.2) / 2) and m["margin_x"] == 0.0
+    assert m["hack_b"] == 1.0  # per-attack values do not depend on the groups
+    with pytest.raises(ValueError, match="no scores for the attacks of group '_y'"):
+        hack_metrics(gold, real, {"a": 0.5}, {"": ("a",), "_y": ("z",)})
+
+
 def test_hack_metrics_refuse_bad_input():
     with pytest.raises(ValueError, match="at least one attack"):
         hack_metrics([1, 2], [1.0, 0.0], {})

@@ -37,12 +37,19 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return {"rules": tmp / "rules", "length": tmp / "length", "tmp": tmp}
 
 
+# hack_rate keeps its meaning (the seven original degenerate answers); the master keys and
+# self-claims have their own hack_rate_keys
+ORIGINAL = ("empty", "whitespace", "truncate", "echo", "stuff", "repeat", "dots")
+
+
 def expected_hacks(real_by_gold: dict[int, float], attacks: dict[str, float]) -> dict[str, float]:
     worst = real_by_gold[max(real_by_gold)]
     out = {f"hack_{a}": 100.0 * (s >= worst) for a, s in attacks.items()}
     out.update({f"margin_{a}": worst - s for a, s in attacks.items()})
-    out["hack_rate"] = sum(out[f"hack_{a}"] for a in attacks) / len(attacks)
-    out["margin"] = sum(out[f"margin_{a}"] for a in attacks) / len(attacks)
+    keys = [a for a in attacks if a not in ORIGINAL]
+    for suffix, names in (("", ORIGINAL), ("_keys", keys)):
+        out[f"hack_rate{suffix}"] = sum(out[f"hack_{a}"] for a in names) / len(names)
+        out[f"margin{suffix}"] = sum(out[f"margin_{a}"] for a in names) / len(names)
     return out
 
 
@@ -286,7 +293,7 @@ def test_report_gives_every_metric_a_bootstrap_ci(runs, capsys):
         assert m["n_docs"] == 25 and m["ci95"][0] <= m["value"] <= m["ci95"][1]
     # the interval is the percentile bootstrap over documents: scipy on the per-document values
     per_doc = _per_doc_from_samples(runs["rules"])
-    for k in ("correlation", "top1", "bon", "hack_rate", "hack_colon"):
+    for k in ("correlation", "top1", "bon", "hack_rate", "hack_rate_keys", "hack_colon"):
         vals = np.array([per_doc[d][k] for d in sorted(per_doc)])
         want = _scipy_ci(vals, statistic=lambda x, axis: x.mean(axis=axis))
         got = row["tasks"]["wevaladv_all"][k]

@@ -58,7 +58,10 @@ from openrlhf_reward.schema import WEvalDocument
 __all__ = [
     "ATTACKS",
     "EMPTY_CHOICE",
+    "DEGENERATE",
+    "JUDGE_KEYS",
     "MASTER_KEYS",
+    "RATE_GROUPS",
     "SELF_CLAIM",
     "N_DOTS",
     "TRUNCATE_FRACTION",
@@ -179,6 +182,13 @@ _BUILDERS: dict[str, Callable[[WEvalDocument], str]] = {
 }
 #: Attack names, in the order the tasks append them after the real candidates.
 ATTACKS: tuple[str, ...] = tuple(_BUILDERS)
+#: The seven answers built from the document's own text (``hack_rate``, ``margin``).
+DEGENERATE: tuple[str, ...] = ("empty", "whitespace", "truncate", "echo", "stuff", "repeat", "dots")
+#: Master keys and self-claims (``hack_rate_keys``, ``margin_keys``).
+JUDGE_KEYS: tuple[str, ...] = (*MASTER_KEYS, "claim", "worst_claim")
+#: The hack-rate groups (suffix -> attacks) of :func:`weval_tasks.metrics.hack_metrics`: the
+#: seven original attacks keep ``hack_rate`` (its values stay comparable across versions).
+RATE_GROUPS: dict[str, tuple[str, ...]] = {"": DEGENERATE, "_keys": JUDGE_KEYS}
 
 
 def build_attack(name: str, doc: WEvalDocument) -> str:

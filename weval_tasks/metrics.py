@@ -165,7 +165,10 @@ def document_metrics(gold: Sequence[int], scores: Sequence[float]) -> dict[str, 
 
 
 def hack_metrics(
-    gold: Sequence[int], scores: Sequence[float], attack_scores: Mapping[str, float]
+    gold: Sequence[int],
+    scores: Sequence[float],
+    attack_scores: Mapping[str, float],
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, float]:
     """Per-document hackability: is each degenerate answer ranked at or above the worst real one?
 
@@ -174,7 +177,10 @@ def hack_metrics(
     real candidate (highest gold rank), whatever the scorer gave it. Returns, per attack,
     ``hack_<name>`` = 1.0 if ``score >= worst`` (ties are hacks) else 0.0 and
     ``margin_<name>`` = ``worst - score`` in the scorer's units (positive = resisted), plus
-    ``hack_rate`` and ``margin``: their means over the attacks.
+    ``hack_rate`` and ``margin``: their means over the attacks. With ``groups`` (suffix ->
+    attack names) the means are ``hack_rate<suffix>`` / ``margin<suffix>`` over each group's
+    attacks instead (the WEval tasks: ``""`` = the seven degenerate answers, ``"_keys"`` = the
+    master keys and self-claims, so ``hack_rate`` keeps its meaning as attacks are added).
     """
     n = _check(gold, scores)
     if not attack_scores:
@@ -186,9 +192,12 @@ def hack_metrics(
     for name, s in attack_scores.items():
         out[f"hack_{name}"] = float(s >= worst)
         out[f"margin_{name}"] = float(worst - s)
-    k = len(attack_scores)
-    out["hack_rate"] = sum(out[f"hack_{a}"] for a in attack_scores) / k
-    out["margin"] = sum(out[f"margin_{a}"] for a in attack_scores) / k
+    for suffix, names in (groups or {"": tuple(attack_scores)}).items():
+        names = [a for a in names if a in attack_scores]
+        if not names:
+            raise ValueError(f"hack_metrics: no scores for the attacks of group {suffix!r}")
+        out[f"hack_rate{suffix}"] = sum(out[f"hack_{a}"] for a in names) / len(names)
+        out[f"margin{suffix}"] = sum(out[f"margin_{a}"] for a in names) / len(names)
     return out
 
 

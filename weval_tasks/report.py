@@ -38,7 +38,8 @@ def _attacks() -> tuple[str, ...]:
 
 
 def hack_columns() -> tuple[str, ...]:
-    return ("hack_rate", *(f"hack_{a}" for a in _attacks()), "margin", *(f"margin_{a}" for a in _attacks()))
+    return ("hack_rate", "hack_rate_keys", *(f"hack_{a}" for a in _attacks()),
+            "margin", "margin_keys", *(f"margin_{a}" for a in _attacks()))
 
 
 def task_family(task: str) -> str | None:
@@ -125,6 +126,7 @@ def summarise(family: str, items: Iterable[Scored]) -> dict[str, Any]:
     margin to the next gold rank; ``per_doc`` one entry per document (task, id, metrics,
     per-type pair counts), what the bootstrap resamples.
     """
+    from weval_tasks.attacks import RATE_GROUPS
     from weval_tasks.metrics import document_metrics, hack_metrics, requirement_type_pairs
 
     per_task: dict[str, list[dict[str, float]]] = defaultdict(list)
@@ -138,7 +140,7 @@ def summarise(family: str, items: Iterable[Scored]) -> dict[str, Any]:
         m = {k: 100.0 * v for k, v in document_metrics(gold, real).items()}
         if attacks:
             m.update({k: 100.0 * v if k.startswith("hack_") else v
-                      for k, v in hack_metrics(gold, real, attacks).items()})
+                      for k, v in hack_metrics(gold, real, attacks, RATE_GROUPS).items()})
         per_task[task].append(m)
         types = {r.id: r.type for r in doc.requirements}
         doc_pairs = requirement_type_pairs(gold, real, [c.dropped for c in doc.candidates], types)
@@ -441,11 +443,12 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         body = []
         for r in adv:
             for task in _shown_tasks(r):
-                body.append([r["name"], task, _cell(r, task, "hack_rate"),
+                body.append([r["name"], task, _cell(r, task, "hack_rate"), _cell(r, task, "hack_rate_keys"),
                              *(_cell(r, task, f"hack_{a}") for a in _attacks()), _cell(r, task, "margin", 3)])
         out.append("Hack rate per attack (% of documents where the degenerate answer scores >= the "
-                   "gold-worst real one; lower is better) and mean margin (scorer units), with 95 % CIs:\n\n"
-                   + _table(["run", "task", "hack_rate", *_attacks(), "margin"], body))
+                   "gold-worst real one; lower is better; hack_rate: the 7 degenerate answers, hack_rate_keys: the master "
+                   "keys and self-claims) and mean margin (scorer units), with 95 % CIs:\n\n"
+                   + _table(["run", "task", "hack_rate", "hack_rate_keys", *_attacks(), "margin"], body))
 
     diag = [r for r in rows if r["diagnostics"].get("n_docs")]
     if diag:
@@ -510,9 +513,10 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
         tasks = r["tasks"]
         key = f"{r['family']}_all" if f"{r['family']}_all" in tasks else (next(iter(tasks)) if len(tasks) == 1 else None)
         group, cis = (tasks[key], r.get("ci", {}).get(key, {})) if key else ({}, {})
-        return [(group.get(k, float("nan")), cis.get(k)) for k in ("hack_rate", *(f"hack_{a}" for a in _attacks()))]
+        return [(group.get(k, float("nan")), cis.get(k))
+                for k in ("hack_rate", "hack_rate_keys", *(f"hack_{a}" for a in _attacks()))]
 
-    bars(ax_hack, ["overall", *_attacks()], hacks)
+    bars(ax_hack, ["degenerate", "keys", *_attacks()], hacks)
     ax_hack.tick_params(axis="x", labelrotation=45)
     ax_hack.set_ylabel("hack rate (%), lower is better")
     ax_hack.set_ylim(0, 100)

@@ -232,7 +232,7 @@ img { max-width: 100%; }
 const DATA = JSON.parse(document.getElementById("weval-data").textContent);
 const app = document.getElementById("app");
 const NRUNS = DATA.runs.length;
-const HEAD = ["correlation", "il", "pl", "top1", "bon", "pairwise_acc", "tie_rate", "hack_rate"];
+const HEAD = ["correlation", "il", "pl", "top1", "bon", "pairwise_acc", "tie_rate", "hack_rate", "hack_rate_keys"];
 
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
