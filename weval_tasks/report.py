@@ -326,8 +326,10 @@ def compare(a: dict[str, Any], b: dict[str, Any], n_resamples: int = DEFAULT_RES
     cb, rb = _columns(eb)
     ca = {k: v for k, v in ca.items() if not k.startswith("margin")}
     res = paired_bootstrap(ca, cb, ra, rb, n_resamples, seed)
+    # the report's column order: ranking metrics, per-type accuracy, hack rates, per attack
+    order = [*HEADLINE, *(f"acc_{t}" for t in REQUIREMENT_TYPES), *hack_columns()]
     out = {}
-    for k, r in res.items():
+    for k, r in sorted(res.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         va = sum(ca[k]) / len(keys) if k in ca else (100.0 * sum(ra[k][0]) / sum(ra[k][1]) if sum(ra[k][1]) else None)
         vb = sum(cb[k]) / len(keys) if k in cb else (100.0 * sum(rb[k][0]) / sum(rb[k][1]) if sum(rb[k][1]) else None)
         out[k] = {"a": va, "b": vb, **r, "verdict": _verdict(k, r["ci95"])}
