@@ -8,7 +8,9 @@ per-requirement-type pairwise accuracy pooled over *all* documents of the family
 diagnostics (score range, mean score and mean adjacent margin by gold rank).
 ``--baseline length`` adds a row per data set and family scored by response word count,
 computed from the logged documents themselves. ``--plot FILE.png`` draws it all.
-Metric definitions: docs/metrics.md.
+Every metric of a row with logged samples carries a 95 % bootstrap CI over documents
+(:func:`add_cis`); ``--compare A B`` is a paired bootstrap of A - B on the documents both
+runs scored (:func:`compare`). Metric definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
