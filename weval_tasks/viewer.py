@@ -29,6 +29,15 @@ from openrlhf_reward.schema import DataError
 from weval_tasks.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
 
 PAGE_SIZE = 50
+#: Attack answers are shown up to this many characters: most are long copies of the document's
+#: own text (dots, repeat, echo, worst_claim), and embedding them whole would triple the page.
+ATTACK_SHOWN_CHARS = 600
+
+
+def _clip(text: str) -> str:
+    if len(text) <= ATTACK_SHOWN_CHARS:
+        return text
+    return text[:ATTACK_SHOWN_CHARS] + f" [... {len(text) - ATTACK_SHOWN_CHARS} more characters]"
 
 
 def _sgn(x: float) -> int:
@@ -111,7 +120,7 @@ def _site_data(runs: list[list[dict[str, Any]]], n_resamples: int, seed: int, pa
                                           "dropped_by": dropped_by.get(r.id, [])} for r in doc.requirements],
                         "candidates": [{"gold": c.gold_rank, "response": c.response, "dropped": list(c.dropped)}
                                        for c in doc.candidates],
-                        "attacks": build_attacks(doc) if attacks else None,
+                        "attacks": {a: _clip(t) for a, t in build_attacks(doc).items()} if attacks else None,
                         "runs": [None] * len(runs),
                     }
                 gold = [c.gold_rank for c in doc.candidates]
@@ -412,7 +421,7 @@ function renderDoc(key) {
         const s = r.attack_scores[name], hacked = s >= r.scores[worst];
         tr.append(el("td", {class: "num" + (hacked ? " hacked" : ""), "data-run": k, "data-score": String(s), title: hacked ? "hack: >= the gold-worst real candidate" : "", text: fmtScore(s) + (hacked ? " (hack)" : "")}));
       });
-      tr.append(el("td", {}, el("pre", {text: text.length > 600 ? text.slice(0, 600) + " [... " + (text.length - 600) + " more characters]" : text})));
+      tr.append(el("td", {}, el("pre", {text: text})));
       return tr;
     });
     app.append(el("h2", {text: "Hack-probe answers (hack = scores >= the gold-worst real candidate C" + (worst + 1) + ")"}), table(hdr, rows, {id: "attacks"}));
