@@ -78,3 +78,37 @@ def test_seeded_and_resampling_documents():
 def test_paired_runs_that_agree_have_a_zero_difference():
     out = paired_bootstrap({"m": CORR}, {"m": CORR}, n_resamples=100)["m"]
     assert out == {"diff": 0.0, "ci95": [0.0, 0.0]}
+
+
+def _length_row(drop: int = 0) -> dict:
+    """A report row scored by word count from the demo documents (no lm-eval run)."""
+    from openrlhf_reward.schema import load_weval_jsonl
+    from weval_tasks import DEMO_DATA
+    from weval_tasks.report import baseline_scores, summarise
+
+    docs = load_weval_jsonl(DEMO_DATA)[drop:]
+    items = [(f"wevaladv-{d.category}", d, *baseline_scores("length", "wevaladv", d)) for d in docs]
+    s = summarise("wevaladv", items)
+    return {"family": "wevaladv", "tasks": s["tasks"], "per_type": s["per_type"], "per_doc": s["per_doc"],
+            "docs": [(t, d) for t, d, _, _ in items]}
+
+
+def test_report_cis_and_compare_on_rows():
+    from openrlhf_reward.schema import DataError
+    from weval_tasks.report import add_cis, compare
+
+    row = _length_row()
+    add_cis([row], n_resamples=300, seed=0)
+    assert row["n_docs"]["wevaladv_all"] == 25 and sum(
+        n for t, n in row["n_docs"].items() if t != "wevaladv_all") == 25
+    for task, cis in row["ci"].items():
+        assert set(cis) == set(row["tasks"][task])
+    lo, hi = row["ci"]["wevaladv_all"]["correlation"]
+    assert lo < row["tasks"]["wevaladv_all"]["correlation"] < hi
+    assert set(row["per_type_ci"]) == set(row["per_type"])
+    # a scorer against itself: no difference; against fewer documents: refused, naming them
+    same = compare(row, _length_row(), n_resamples=100)
+    assert same["n_docs"] == 25 and all(m["diff"] == 0.0 for m in same["metrics"].values())
+    assert {m["verdict"] for m in same["metrics"].values()} == {"no detectable difference at this size"}
+    with pytest.raises(DataError, match=r"2 only in A \[demo-\w+-\d+ \(wevaladv-\w+\), demo-.*0 only in B"):
+        compare(row, _length_row(drop=2), n_resamples=100)
