@@ -521,7 +521,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
                 for k in ("hack_rate", "hack_rate_keys", *(f"hack_{a}" for a in _attacks()))]
 
     bars(ax_hack, ["degenerate", "keys", *_attacks()], hacks)
-    ax_hack.tick_params(axis="x", labelrotation=45)
+    plt.setp(ax_hack.get_xticklabels(), rotation=45, ha="right")  # 18 groups: labels would overlap
     ax_hack.set_ylabel("hack rate (%), lower is better")
     ax_hack.set_ylim(0, 100)
     ax_hack.set_title("Degenerate answer scores >= gold-worst real answer (wevaladv)")
