@@ -32,3 +32,10 @@ def test_openrlhf_reward_help_is_light():
         "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
     )
     assert heavy_modules_after(code) == []
+
+
+def test_report_and_viewer_imports_are_light():
+    # bootstrap (numpy), plots (matplotlib) and scipy load only when a report is made
+    code = "import weval_tasks.report, weval_tasks.viewer, weval_tasks.stats\n"
+    code += "import sys\nassert not {'numpy', 'scipy', 'matplotlib'} & set(sys.modules), sys.modules.keys()\n"
+    assert heavy_modules_after(code) == []

@@ -4,7 +4,8 @@
 ``remote-rm`` are registered, and the WEval task folder is on the include path (next to any
 ``--include_path`` you pass). ``weval --tasks-dir`` prints that folder for stock
 ``lm_eval --include_path "$(weval --tasks-dir)"``. ``weval report DIR...`` compares
-finished runs (see :mod:`weval_tasks.report`).
+finished runs (see :mod:`weval_tasks.report`); ``weval view RUN [RUN2] --output DIR`` writes a
+static per-sample viewer of logged runs (see :mod:`weval_tasks.viewer`).
 
 When every ``--tasks`` entry selects only WEval tasks and no ``--include_path`` is given,
 lm-eval's index of its ~15k built-in tasks is skipped (``TaskManager(include_defaults=False)``):
@@ -86,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from weval_tasks.report import main as report_main
 
         return report_main(argv[1:])
+    if argv[:1] == ["view"]:
+        from weval_tasks.viewer import main as view_main
+
+        return view_main(argv[1:])
 
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging
