@@ -103,7 +103,7 @@ def cases() -> list[tuple[str, str]]:
     ids = [f"rules:{s['kind']}" for s in RULE_SPECS]
     ids += [f"ifeval:{iid}" for iid in IFEVAL_KWARGS]
     ids += [f"ifeval:{iid}:{kw['postscript_marker']}" for iid, kw in EXTRA_IFEVAL]
-    ids += ["protocol:strip_end_markers", "protocol:strip_leading_think",
+    ids += ["protocol:strip_end_markers", "protocol:strip_think",
             "protocol:recover_response", "protocol:last_user_turn"]
     return [(c, name) for c in ids for name in INPUTS]
 
@@ -124,13 +124,15 @@ def _runner(case: str):
             kw["postscript_marker"] = marker
         spec = {"kind": "ifeval", "instruction_id": iid, "kwargs": kw}
         return lambda text: run_check(text, spec)
-    fn = getattr(protocol, rest)
+    fn = getattr(protocol, rest, None)
     if rest == "recover_response":  # a prompt that the query does not start with
         return lambda text: fn(text, "<|im_start|>user\n" + text[:100] + "<|im_start|>assistant\n")
     if rest == "strip_end_markers":
         return lambda text: fn("answer" + text)
-    if rest == "strip_leading_think":
-        return lambda text: fn("<think>" + text)
+    if rest == "strip_think":  # one function for every tree: the old one took a leading block only
+        strip = getattr(protocol, "strip_leading_think", None) or __import__(
+            "openrlhf_reward.checks", fromlist=["strip_think"]).strip_think
+        return lambda text: strip("<think>" + text)
     return fn
 
 

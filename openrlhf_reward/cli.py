@@ -64,13 +64,25 @@ def _paths(args: argparse.Namespace, names: tuple[str, ...]) -> list[Path]:
 
 
 def _preflight(args: argparse.Namespace) -> None:
-    """Refuse an output that is a directory or is one of the inputs (before any work)."""
+    """Refuse an output that is a directory, is one of the inputs, or lies in a folder that
+    cannot be written (before any work: a builder may run for hours)."""
+    from openrlhf_reward.schema import DataError, check_writable_dir
+
     inputs = [p.resolve() for p in _paths(args, _INPUT_ARGS)]
     for out in _paths(args, _OUTPUT_ARGS):
         if out.is_dir():
             raise UsageError(f"output path {out} is a directory; give a file name")
         if out.resolve() in inputs:
             raise UsageError(f"output {out} is the input file; write to another path")
+        try:
+            check_writable_dir(out.parent)
+        except DataError as e:
+            raise UsageError(f"output {out}: {e}") from None
+    for w in _workdirs(args):
+        try:
+            check_writable_dir(w)
+        except DataError as e:
+            raise UsageError(f"work directory {w}: {e}") from None
 
 
 def _workdirs(args: argparse.Namespace) -> list[Path]:

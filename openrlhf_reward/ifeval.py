@@ -53,10 +53,17 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from openrlhf_reward.checks import MAX_PHRASE_CHARS, CheckSpecError, is_blank
+from openrlhf_reward.checks import (
+    MAX_PHRASE_CHARS,
+    CheckSpecError,
+    contains_aligned,
+    has_visible,
+    is_blank,
+)
 from openrlhf_reward.schema import DataError, Requirement
 
 __all__ = [
+    "MAX_NLTK_CHARS",
     "IFEVAL_INSTRUCTION_ARGS",
     "IFEVAL_LANGUAGES",
     "PUNKT_INSTRUCTION_IDS",
@@ -198,6 +205,11 @@ def _check_arg_types(iid: str, kw: Mapping[str, Any]) -> None:
             raise bad(key, "a string")
         if key in _SEARCH_ARGS:
             for x in v if isinstance(v, list) else [v]:
+                if not has_visible(x):  # " " or a zero-width space is found in (or absent from) anything
+                    raise CheckSpecError(
+                        f"check kind 'ifeval' ({iid}): kwargs.{key} has a blank entry {x[:40]!r}; "
+                        "search arguments must have a visible character"
+                    )
                 if len(x) > MAX_PHRASE_CHARS:
                     raise CheckSpecError(
                         f"check kind 'ifeval' ({iid}): kwargs.{key} entry {x[:40]!r}... is longer "
@@ -341,9 +353,19 @@ def _build(instruction_id: str, kw: Mapping[str, Any]) -> tuple[Any, str]:
     return checker, description
 
 
-@lru_cache(maxsize=65536)
+# Specs whose JSON is at most this long are cached; longer ones (a 1 MB end_phrase) are built
+# per check, so the cache holds at most 4096 x ~1 KB whatever the requests were.
+_MAX_CACHED_KEY_CHARS = 1024
+
+
 def _checker(instruction_id: str, kwargs_json: str) -> tuple[Any | None, str | None]:
-    """(checker, None) or (None, reason); cached per spec so repeated checks are cheap."""
+    """(checker, None) or (None, reason); cached per small spec so repeated checks are cheap."""
+    if len(kwargs_json) <= _MAX_CACHED_KEY_CHARS:
+        return _cached_checker(instruction_id, kwargs_json)
+    return _new_checker(instruction_id, kwargs_json)
+
+
+def _new_checker(instruction_id: str, kwargs_json: str) -> tuple[Any | None, str | None]:
     kw = json.loads(kwargs_json)
     reason = unscorable_reason(instruction_id, kw)
     if reason:
@@ -353,6 +375,9 @@ def _checker(instruction_id: str, kwargs_json: str) -> tuple[Any | None, str | N
     except (TypeError, ValueError, KeyError) as e:
         raise CheckSpecError(f"check kind 'ifeval' ({instruction_id}): {e}") from None
     return checker, None
+
+
+_cached_checker = lru_cache(maxsize=4096)(_new_checker)
 
 
 def _key(kwargs: Mapping[str, Any] | None) -> str:
@@ -372,10 +397,8 @@ def run_ifeval_check(text: str, spec: Mapping[str, Any]) -> bool | None:
         return None
     own = _LINEAR_CHECKS.get(iid)
     if own is not None:
-        return bool(own(text, checker.get_instruction_args() or {}))
-    wrapped = _WITH_CHECKER.get(iid)
-    if wrapped is not None:
-        return bool(wrapped(text, checker.get_instruction_args() or {}, checker))
+        verdict = own(text, checker.get_instruction_args() or {})
+        return None if verdict is None else bool(verdict)
     return bool(checker.check_following(text))
 
 
@@ -389,6 +412,8 @@ def preload() -> None:
 
     _registry()
     contains_phrase("warm up", "warm")  # builds the word-character class once
+    is_blank("warm up")  # and the visible-character class
+    _fold_tables()  # and the case-folding table of the keyword checks
     for iid, kw in (
         ("length_constraints:number_sentences", {"num_sentences": 1, "relation": "at least"}),
         ("change_case:capital_word_frequency", {"capital_frequency": 1, "capital_relation": "at least"}),
@@ -487,22 +512,71 @@ def _postscript(value: str, args: Mapping[str, Any]) -> bool:
 
 
 def _sections(value: str, args: Mapping[str, Any]) -> bool:
-    pattern = r"\s?" + re.escape(args["section_spliter"]) + r"\s?\d+\s?"
-    return len(re.split(pattern, value)) - 1 >= args["num_sections"]
+    # lm-eval: len(re.split(r"\s?" + spliter + r"\s?\d+\s?", value)) - 1. Starting the
+    # pattern with the literal spliter lets the regex engine search for it linearly (a
+    # leading "\s?" made it retry the spliter at every position: O(text x spliter)); the
+    # leading "\s?" only moves a match's start, so the count is the same. A spliter that
+    # itself starts with whitespace keeps lm-eval's pattern (then a match may start earlier).
+    spliter = args["section_spliter"]
+    if spliter[:1].isspace():
+        pattern = r"\s?" + re.escape(spliter) + r"\s?\d+\s?"
+    else:
+        pattern = re.escape(spliter) + r"\s?\d+\s?"
+    return sum(1 for _ in re.finditer(pattern, value)) >= args["num_sections"]
+
+
+@lru_cache(maxsize=1)
+def _fold_tables() -> tuple[dict[int, str], frozenset[str]]:
+    """(``str.translate`` table, mixed characters). The table gives each character the
+    representative of its class under ``re.IGNORECASE`` (the regex engine's own lowercasing
+    plus its extra equivalences, e.g. "ſ" ~ "s", "ı" ~ "i"): one character for one, so two
+    folded strings are equal exactly when the regex matches them case-insensitively. Mixed:
+    the characters of a class holding both word and non-word characters (the iota class:
+    U+0345 is a combining mark)."""
+    import _sre
+    from re import _casefix
+
+    table: dict[int, str] = {}
+    classes: dict[int, list[int]] = {}
+    for cp in range(0x110000):
+        lo = _sre.unicode_tolower(cp)
+        rep = min((lo, *_casefix._EXTRA_CASES.get(lo, ())))
+        if rep != cp:
+            table[cp] = chr(rep)
+            classes.setdefault(rep, [rep]).append(cp)
+    word = re.compile(r"\w")
+    mixed = frozenset(
+        chr(cp) for members in classes.values()
+        if len({word.match(chr(c)) is None for c in members}) > 1 for cp in members
+    )
+    return table, mixed
+
+
+def _fold(text: str) -> str:
+    return text.translate(_fold_tables()[0])
+
+
+_SRE_WORD_RUNS = re.compile(r"(\w+)")  # the word characters of the regex "\b"
 
 
 def _keywords(value: str, args: Mapping[str, Any]) -> bool:
-    return all(re.search(re.escape(k), value, flags=re.IGNORECASE) for k in args["keywords"])
+    # lm-eval: re.search(keyword, value, re.I) for each; a case-insensitive regex cannot use
+    # the engine's fast literal search (O(text x keyword) on near-misses): fold, then find.
+    folded = _fold(value)
+    return all(_fold(k) in folded for k in args["keywords"])
 
 
 def _keyword_frequency(value: str, args: Mapping[str, Any]) -> bool:
-    n = len(re.findall(re.escape(args["keyword"]), value, flags=re.IGNORECASE))
+    # len(re.findall(keyword, value, re.I)): non-overlapping, leftmost first, as str.count
+    n = _fold(value).count(_fold(args["keyword"]))
     return n < args["frequency"] if args["relation"] == _RELATIONS[0] else n >= args["frequency"]
 
 
 def _forbidden_words(value: str, args: Mapping[str, Any]) -> bool:
+    # re.search(r"\b" + word + r"\b", value, re.I) for each word, in linear time
+    table, mixed = _fold_tables()
     return not any(
-        re.search(r"\b" + re.escape(w) + r"\b", value, flags=re.IGNORECASE)
+        contains_aligned(value, w, _SRE_WORD_RUNS, strict=True, fold=table, fold_mixed=mixed)
         for w in args["forbidden_words"]
     )
 
@@ -543,40 +617,63 @@ def _english_lowercase(value: str, args: Mapping[str, Any]) -> bool:
     return value.islower() and _detect_language(value) in (None, "en")
 
 
-def _nltk_timeout_fails(check: Any) -> Any:
-    """NLTK >= 3.9 stops a tokenizer regex after 5 s with TimeoutError: a response NLTK
-    cannot tokenize does not follow a sentence or word-count instruction (False, no 500)."""
+# Longest response the two NLTK ids are scored on: above it they are not scorable (None), so
+# a request's cost is bounded and no verdict depends on the machine's speed. NLTK is linear
+# but slow on many short sentences: "A. B. " repeated costs ~80 us per character in
+# word_tokenize (about 1 s at this bound on a 2-core CPU); real answers are far below it.
+MAX_NLTK_CHARS = 20_000
 
-    def run(value: str, args: Mapping[str, Any], _checker: Any) -> bool:
-        try:
-            return check(value, args, _checker)
-        except TimeoutError:
-            return False
-
-    return run
+# The last NLTK count per thread (one text held at most): several sentence-count requirements
+# on one response tokenize it once.
+_nltk_memo = threading.local()
 
 
-def _number_sentences(value: str, args: Mapping[str, Any], checker: Any) -> bool:
-    return checker.check_following(value)
+def _nltk_count(kind: str, value: str) -> int:
+    """lm-eval's count for ``kind``: sentences (``count_sentences``) or all-capital words
+    (``nltk.word_tokenize``, then ``str.isupper``). Raises TimeoutError when NLTK gives up."""
+    memo = getattr(_nltk_memo, "last", None)
+    if memo is not None and memo[0] == kind and memo[1] == value:
+        return memo[2]
+    from lm_eval.tasks.ifeval import instructions_util
+
+    if kind == "sentences":
+        n = instructions_util.count_sentences(value)
+    else:
+        n = sum(1 for w in instructions_util.nltk.word_tokenize(value) if w.isupper())
+    _nltk_memo.last = (kind, value, n)
+    return n
 
 
-def _capital_word_frequency(value: str, args: Mapping[str, Any], checker: Any) -> bool:
+def _nltk_check(kind: str, value: str, threshold: int, relation: str) -> bool | None:
+    """lm-eval's verdict from an NLTK count; None (not scorable) above MAX_NLTK_CHARS or
+    when NLTK stops on its wall-clock regex limit (TimeoutError): a timeout that a slower
+    machine would hit sooner never becomes a verdict."""
+    if len(value) > MAX_NLTK_CHARS:
+        return None
+    try:
+        n = _nltk_count(kind, value)
+    except TimeoutError:
+        return None
+    return n < threshold if relation == _RELATIONS[0] else n >= threshold
+
+
+def _number_sentences(value: str, args: Mapping[str, Any]) -> bool | None:
+    return _nltk_check("sentences", value, args["num_sentences"], args["relation"])
+
+
+def _capital_word_frequency(value: str, args: Mapping[str, Any]) -> bool | None:
     # Without one uppercase character no token is all-capitals: skip NLTK's tokenizer
-    # (linear, but about 10 us per character on runs of brackets or stars).
+    # (and its length bound: the count is 0 whatever the length).
     if not any(map(str.isupper, value)):
         n = 0
         return n < args["capital_frequency"] if args["capital_relation"] == _RELATIONS[0] \
             else n >= args["capital_frequency"]
-    return checker.check_following(value)
+    return _nltk_check("capitals", value, args["capital_frequency"], args["capital_relation"])
 
-
-# Checkers that need lm-eval's checker object itself (called with it as third argument).
-_WITH_CHECKER: dict[str, Any] = {
-    "length_constraints:number_sentences": _nltk_timeout_fails(_number_sentences),
-    "change_case:capital_word_frequency": _nltk_timeout_fails(_capital_word_frequency),
-}
 
 _LINEAR_CHECKS: dict[str, Any] = {
+    "length_constraints:number_sentences": _number_sentences,
+    "change_case:capital_word_frequency": _capital_word_frequency,
     "language:response_language": _response_language,
     "change_case:english_capital": _english_capital,
     "change_case:english_lowercase": _english_lowercase,

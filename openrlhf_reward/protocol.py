@@ -20,8 +20,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openrlhf_reward.checks import CheckSpecError
-from openrlhf_reward.schema import REQUIREMENT_TYPES, DataError, Requirement, parse_requirements
+from openrlhf_reward.checks import CheckSpecError, has_visible, is_blank, strip_think
+from openrlhf_reward.schema import (
+    REQUIREMENT_TYPES,
+    DataError,
+    Requirement,
+    check_requirement_count,
+    parse_requirements,
+)
 from openrlhf_reward.scorers.base import ScoreRequest, ScoreResult
 
 # End-of-sequence / end-of-turn markers a decoded generation may end with (vLLM keeps the
@@ -64,8 +70,6 @@ _USER_TURNS: tuple[tuple[str, str], ...] = (
     ("<｜User｜>", "<｜Assistant｜>"),
 )
 _LLAMA2_SYS = ("<<SYS>>", "<</SYS>>")
-_THINK_OPEN = "<think>"
-_THINK_CLOSE = "</think>"
 
 
 class RequestError(ValueError):
@@ -90,7 +94,7 @@ class ProtocolOptions:
     )
     strip_think: bool = field(
         default=True,
-        metadata={"help": "drop a leading <think>...</think> block from responses before scoring"},
+        metadata={"help": "drop every <think>...</think> block (nested or unfinished ones too) from responses before scoring"},
     )
     require_requirements: bool = field(
         default=True,
@@ -134,17 +138,6 @@ def strip_end_markers(text: str, markers: Sequence[str] = DEFAULT_END_MARKERS) -
                 break
         else:
             return text[:end] if stripped else text
-
-
-def strip_leading_think(text: str) -> str:
-    """Drop a leading ``<think>...</think>`` block (reasoning is not the answer)."""
-    s = text.lstrip()
-    if not s.startswith(_THINK_OPEN):
-        return text
-    end = s.find(_THINK_CLOSE)
-    if end < 0:
-        return ""  # the whole generation is unfinished reasoning: there is no answer
-    return s[end + len(_THINK_CLOSE) :].lstrip()
 
 
 def recover_response(query: str, prompt: str) -> tuple[str, str]:
@@ -249,9 +242,10 @@ def parse_label(label: Any, where: str) -> LabelInfo:
     Accepted: ``{"requirements": [...], "instruction"?: str, "query"?: str}``;
     ``{"instruction_id_list": [...], "kwargs": [...]}`` (IFEval); a bare list of
     requirements; the same as a JSON string (datasets sometimes store labels that way);
-    ``None`` / ``""`` / ``{}`` for no requirements.
+    ``None`` / ``""`` / ``{}`` / ``[]`` / ``{"requirements": []}`` (or null) for no
+    requirements.
     """
-    if label is None or label == "" or label == {}:
+    if label is None or label == "" or label == {} or label == []:
         return LabelInfo(None)
     if isinstance(label, str):
         try:
@@ -277,7 +271,8 @@ def parse_label(label: Any, where: str) -> LabelInfo:
             raise RequestError(f"{where}.{key} must be a string", field=f"{where}.{key}")
     instruction = label.get("instruction") or None
     query = label.get("query") or None
-    if "requirements" in label:
+    # An empty or null list says "no requirements", exactly like {} (one rule for all).
+    if label.get("requirements") not in (None, []):
         try:
             reqs = parse_requirements(label["requirements"], f"{where}.requirements")
         except (DataError, CheckSpecError, ValueError, TypeError, RecursionError) as e:
@@ -286,9 +281,17 @@ def parse_label(label: Any, where: str) -> LabelInfo:
             msg = str(e) if isinstance(e, (DataError, CheckSpecError)) else f"{where}.requirements: invalid ({type(e).__name__}: {str(e)[:200]})"
             raise RequestError(msg, field=f"{where}.requirements") from None
         return LabelInfo(tuple(reqs), instruction, query)
-    if "instruction_id_list" in label:
+    if label.get("instruction_id_list") not in (None, []):
         ids, kwargs = label["instruction_id_list"], label.get("kwargs")
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        if not isinstance(ids, list):
+            raise RequestError(
+                f"{where}.instruction_id_list must be a list of strings", field=f"{where}.instruction_id_list"
+            )
+        try:
+            check_requirement_count(len(ids), f"{where}.instruction_id_list")
+        except DataError as e:
+            raise RequestError(str(e), field=f"{where}.instruction_id_list") from None
+        if not all(isinstance(i, str) for i in ids):
             raise RequestError(
                 f"{where}.instruction_id_list must be a list of strings", field=f"{where}.instruction_id_list"
             )
@@ -308,6 +311,16 @@ def parse_label(label: Any, where: str) -> LabelInfo:
                 field=f"{where}.instruction_id_list",
             )
         texts = label.get("constraint") or None  # the paper's RL labels: the requirement texts
+        if texts is not None and (
+            not isinstance(texts, list)
+            or len(texts) != len(ids)
+            or not all(isinstance(t, str) and has_visible(t) for t in texts)
+        ):
+            raise RequestError(
+                f"{where}.constraint must be a list of {len(ids)} non-blank strings, one per "
+                "instruction id",
+                field=f"{where}.constraint",
+            )
         try:
             reqs = convert(ids, kwargs, texts) if texts is not None else convert(ids, kwargs)
         except (ValueError, KeyError, TypeError, RecursionError) as e:  # DataError/CheckSpecError are ValueErrors
@@ -391,7 +404,7 @@ def parse_reward_request(body: Any, options: ProtocolOptions | None = None) -> P
         response, how = recover_response(query, prompt)
         response = strip_end_markers(response, markers)
         if options.strip_think:
-            response = strip_leading_think(response)
+            response = strip_think(response)
         instruction = info.instruction or last_user_turn(prompt)
         items.append(
             ScoreRequest(
@@ -447,7 +460,7 @@ def extra_logs(
     had type ``t`` (OpenRLHF sends one sample per request).
 
     Degenerate-reward rates, each a mean over the batch's samples: ``blank_response``
-    (response empty after stripping), ``unscorable_requirements`` (share of the sample's
+    (:func:`~openrlhf_reward.checks.is_blank`: nothing visible after stripping), ``unscorable_requirements`` (share of the sample's
     requirements the backend could not score), ``judge_unparsed`` (share of the judge's
     answers that did not parse), ``recovery_fallback`` (the query did not start with the
     prompt, so the response was located by a fallback). ``items``/``recovery`` come from
@@ -463,7 +476,7 @@ def extra_logs(
         out[f"adherence_{t}"] = float(sum(vals) / len(vals)) if vals else 0.0
         out[f"coverage_{t}"] = len(vals) / n
     flags = [sample_flags(r) for r in results]
-    out["blank_response"] = (sum(1 for it in items if not it.response.strip()) / n) if items else 0.0
+    out["blank_response"] = (sum(1 for it in items if is_blank(it.response)) / n) if items else 0.0
     out["unscorable_requirements"] = sum(
         f["n_unscorable"] / f["n_requirements"] for f in flags if f["n_requirements"]) / n
     out["judge_unparsed"] = sum(

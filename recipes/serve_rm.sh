@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Usage: [VAR=value ...] bash recipes/serve_rm.sh [extra `openrlhf-reward serve` flags]
 #
-# Stage 5: serve rewards for GRPO. Starts one `openrlhf-reward serve` replica per GPU
-# (CUDA_VISIBLE_DEVICES pinned, ports BASE_PORT, BASE_PORT+1, ...), waits until each answers
-# /health, then prints the URLs comma-separated -- the value for OpenRLHF's
-# `--reward.remote_url` (used round-robin) -- and writes them to $OUTPUT_DIR/reward_urls.txt,
-# where train_grpo.sh picks them up. Runs in the foreground until Ctrl-C (which stops all
+# Stage 5: serve rewards for GRPO, one replica per GPU, in one of two modes:
+#   RAY_SERVE=1  one `openrlhf-reward serve --ray` deployment: the replicas sit behind Ray
+#                Serve's proxy on BASE_PORT, one URL for all of them; a replica that dies is
+#                replaced and requests go to the live ones (the default on several nodes,
+#                see train_grpo_multinode.sh)
+#   RAY_SERVE=0  one `openrlhf-reward serve` process per GPU (CUDA_VISIBLE_DEVICES pinned,
+#                ports BASE_PORT, BASE_PORT+1, ...) and a comma-separated URL list, which
+#                OpenRLHF uses round-robin with no failover
+# Waits until every URL answers /health, then prints the URL(s) -- the value for OpenRLHF's
+# `--reward.remote_url` -- and writes them to $OUTPUT_DIR/reward_urls.txt, where
+# train_grpo.sh picks them up. Runs in the foreground until Ctrl-C (which stops all
 # replicas), or with DETACH=1 returns once the replicas are up.
 #
 # Each replica batches the one-sample requests OpenRLHF sends (dynamic batching up to
@@ -25,6 +31,12 @@
 #                   max_length=4096"                            (default: empty)
 #   GPUS            one replica per entry (a CUDA_VISIBLE_DEVICES value such as 0 or 0,1;
 #                   "cpu" = no GPU)                             (default: 0 1 2 3 4 5 6 7)
+#   RAY_SERVE       1 = Ray Serve deployment, 0 = one process per GPU (default: 0)
+#   SERVE_RAY_ADDRESS  RAY_SERVE=1: the Ray cluster to deploy on; auto = the running one, else
+#                   a new local one; local = always a new one   (default: auto)
+#   AUTOSCALE       RAY_SERVE=1: MIN:MAX replicas on load instead of one per GPUS entry
+#                                                               (default: empty)
+#   REPLICA_CPUS    RAY_SERVE=1: CPUs per replica               (default: 1)
 #   HOST            bind address                               (default: 127.0.0.1)
 #   PUBLIC_HOST     host name in the printed URLs              (default: HOST, or this machine's
 #                   name when HOST is 0.0.0.0)
@@ -46,6 +58,10 @@ recipe_help "$@"
 : "${RM_CONFIG:=}"
 : "${BACKEND_ARGS:=}"
 : "${GPUS:=0 1 2 3 4 5 6 7}"
+: "${RAY_SERVE:=0}"
+: "${SERVE_RAY_ADDRESS:=auto}"
+: "${AUTOSCALE:=}"
+: "${REPLICA_CPUS:=1}"
 : "${HOST:=127.0.0.1}"
 if [ -z "${PUBLIC_HOST:-}" ]; then
   case "$HOST" in
@@ -92,19 +108,37 @@ bool "$DETACH" && prefix=(nohup)
 urls=()
 pids=()
 ports=()
-port="$BASE_PORT"
-for gpu in $GPUS; do
-  if [ "$gpu" = cpu ]; then visible=""; else visible="$gpu"; fi
-  run_bg "$OUTPUT_DIR/logs/server-$port.log" "${prefix[@]}" env CUDA_VISIBLE_DEVICES="$visible" \
-    openrlhf-reward serve "${serve_args[@]}" --port "$port" "$@"
-  pids+=("$BG_PID")
-  ports+=("$port")
-  url="http://$PUBLIC_HOST:$port/get_reward"
+add_url() {
+  local url="http://$PUBLIC_HOST:$1/get_reward"
   [ -n "$API_KEY" ] && url+="?api_key=$API_KEY"
   urls+=("$url")
-  port=$((port + 1))
-done
-[ "${#urls[@]}" -ge 1 ] || die "GPUS is empty: nothing to serve"
+  ports+=("$1")
+  pids+=("$BG_PID")
+}
+read -r -a gpu_list <<<"$GPUS"
+[ "${#gpu_list[@]}" -ge 1 ] || die "GPUS is empty: nothing to serve"
+if bool "$RAY_SERVE"; then
+  gpus_each=1
+  [ "${gpu_list[0]}" = cpu ] && gpus_each=0
+  ray_args=(--ray --ray-address "$SERVE_RAY_ADDRESS" --num-cpus "$REPLICA_CPUS" --num-gpus "$gpus_each")
+  if [ -n "$AUTOSCALE" ]; then
+    ray_args+=(--autoscale "$AUTOSCALE")
+  else
+    ray_args+=(--num-replicas "${#gpu_list[@]}")
+  fi
+  run_bg "$OUTPUT_DIR/logs/server-$BASE_PORT.log" "${prefix[@]}" \
+    openrlhf-reward serve "${serve_args[@]}" "${ray_args[@]}" --port "$BASE_PORT" "$@"
+  add_url "$BASE_PORT"
+else
+  port="$BASE_PORT"
+  for gpu in "${gpu_list[@]}"; do
+    if [ "$gpu" = cpu ]; then visible=""; else visible="$gpu"; fi
+    run_bg "$OUTPUT_DIR/logs/server-$port.log" "${prefix[@]}" env CUDA_VISIBLE_DEVICES="$visible" \
+      openrlhf-reward serve "${serve_args[@]}" --port "$port" "$@"
+    add_url "$port"
+    port=$((port + 1))
+  done
+fi
 
 for i in "${!ports[@]}"; do
   wait_http "http://$CHECK_HOST:${ports[$i]}/health" "$READY_TIMEOUT" "${pids[$i]}" \

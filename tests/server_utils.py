@@ -33,9 +33,9 @@ class ServerThread:
         self.port = free_port()
         self.config = ServerConfig(port=self.port, **server_settings)
         self.app = create_app(scorer, self.config, backend)
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
-        )
+        from openrlhf_reward.server.http_protocol import uvicorn_config
+
+        self.server = uvicorn.Server(uvicorn_config(self.app, self.config, log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -172,7 +172,8 @@ def test_spec_per_kind_covers_every_kind():
 
 
 @pytest.mark.parametrize("spec", SPEC_PER_KIND, ids=lambda s: s.get("instruction_id", s["kind"]))
-@pytest.mark.parametrize("blank", ["", " ", "\n\t \u3000\n"])
+@pytest.mark.parametrize("blank", ["", " ", "\n\t \u3000\n", "\u200b", "\ufeff\u2060\u00ad", "\u3164", "\u2800",
+                                   "\u180e", "<think><think>x</think></think>", "<think>a</think>\u200b<think>b"])
 def test_blank_response_fails_every_check(spec, blank):
     validate_check(spec)
     assert run_check(blank, spec) is False
@@ -208,3 +209,47 @@ def test_rules_scorer_gives_blank_responses_zero_and_says_why():
 )
 def test_contains_phrase(text, phrase, ok):
     assert contains_phrase(text, phrase) is ok
+
+
+# ---------------------------------------------------------------- issue 20: one blank rule
+
+INVISIBLE_CHARS = ["\u200b", "\ufeff", "\u2060", "\u00ad", "\u3164", "\u2800", "\u180e", "\u115f",
+                   "\u1160", "\uffa0", "\u200e", "\u202e", "\u034f", "\ufe0f", "\U000e0020", "\x00",
+                   " ", "\n", "\t", "\u00a0", "\u3000", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("ch", INVISIBLE_CHARS, ids=lambda c: f"U+{ord(c):04X}")
+def test_each_invisible_character_is_blank_and_a_visible_one_is_not(ch):
+    from openrlhf_reward.checks import has_visible, is_blank
+
+    assert is_blank(ch) and is_blank(ch * 3) and not has_visible(ch)
+    for visible in ("a", ".", "\u0301", "\ue000", "\u4e00", "\U0001f600"):
+        assert not is_blank(ch + visible + ch)
+
+
+def test_blank_is_decided_after_every_think_block():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from openrlhf_reward.checks import is_blank, strip_think
+
+    parts = st.lists(st.sampled_from([*INVISIBLE_CHARS[:6], "<think>", "</think>", "x"]), max_size=12)
+
+    @settings(max_examples=300, deadline=None)
+    @given(parts=parts)
+    def check(parts):
+        text = "".join(parts)
+        # x outside every block (depth 0 at that point, counting only opens that are closed
+        # later or not at all) is what a reader sees
+        depth, visible = 0, False
+        for p in parts:
+            if p == "<think>":
+                depth += 1
+            elif p == "</think>":
+                depth = max(0, depth - 1)
+            elif p == "x" and depth == 0:
+                visible = True
+        assert is_blank(text) == (not visible), text
+        assert "<think>" not in strip_think(text) and "</think>" not in strip_think(text)
+
+    check()

@@ -150,3 +150,75 @@ def test_weval_bad_metadata_and_bad_data_file(tmp_path, capsys, monkeypatch):
         last = [x for x in err.splitlines() if x.strip()][-1]
         assert last.startswith("weval: error:") and needle in last
         assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- issue 20, item 8
+
+
+def test_import_paper_on_a_directory_says_so(tmp_path, capsys):
+    rc, err = _run(capsys, ["import-paper", "--input", str(tmp_path), "--output", str(tmp_path / "o.jsonl"),
+                            "--category", "creative_writing"])
+    assert rc == 2
+    _one_line_error(err, "is a directory")
+    assert "not found" not in err
+
+
+def test_builder_refuses_an_unwritable_output_folder_before_work(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(GOOD_IFEVAL) + "\n")
+    import importlib
+
+    from openrlhf_reward.cli import COMMANDS
+
+    builder = importlib.import_module(COMMANDS["import-ifeval"])
+    monkeypatch.setattr(builder, "run", lambda args: pytest.fail("the builder ran"))
+    # /proc refuses new files even to root (a chmod'ed folder would not stop root)
+    for out in ("/proc/weval-i20-test/out.jsonl", str(src / "out.jsonl")):
+        rc, err = _run(capsys, ["import-ifeval", "--input", str(src), "--output", out])
+        assert rc == 2
+        _one_line_error(err, "cannot write" if out.startswith("/proc") else "is a file, not a folder")
+
+
+def test_a_one_line_file_past_the_line_bound_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
+    from openrlhf_reward import schema
+
+    monkeypatch.setattr(schema, "MAX_LINE_BYTES", 1000)
+    src = tmp_path / "big.jsonl"
+    src.write_text('{"id": "' + "x" * 5000 + '"}\n')
+    reads = []
+
+    class Counting:  # the file object: every read is bounded by the line limit
+        def __init__(self, f):
+            self.f = f
+
+        def readline(self, limit=-1):
+            reads.append(limit)
+            return self.f.readline(limit)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    real_open = type(src).open
+    monkeypatch.setattr(type(src), "open", lambda self, *a, **k: Counting(real_open(self, *a, **k)))
+    with pytest.raises(schema.DataError, match="big.jsonl:1: line longer than"):
+        list(schema.iter_jsonl(src))
+    assert reads and all(0 < r <= 1001 for r in reads)
+
+
+def test_weval_refuses_an_unwritable_output_path_before_the_run(tmp_path, capsys, monkeypatch):
+    from weval_tasks.cli import main as weval_main
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("{}\n")
+    before = data.read_bytes()
+    for out, needle in ((str(data), "is a file, not a folder"), ("/proc/weval-i20-test/out", "cannot write")):
+        monkeypatch.setattr("sys.argv", ["weval"])
+        monkeypatch.setattr("lm_eval._cli.HarnessCLI.execute", lambda *a, **k: pytest.fail("the run started"))
+        rc = weval_main(["--model", "rules", "--tasks", "weval-creative_writing", "--output_path", out])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert needle in err and "--output_path" in err
+    assert data.read_bytes() == before

@@ -301,3 +301,107 @@ def test_parity_covers_sentence_instructions_when_punkt_is_installed():
                     ref[d["key"]]["follow_instruction_list"][i], (d["key"], iid)
                 n += 1
     assert n == 52 + 25
+
+
+# ---------------------------------------------------------------- issue 20: bounded work and memory
+
+
+def test_checker_cache_keeps_only_small_specs():
+    from openrlhf_reward import ifeval
+
+    ifeval._cached_checker.cache_clear()
+    spec = {"kind": "ifeval", "instruction_id": "startend:end_checker", "kwargs": {"end_phrase": "Bye."}}
+    assert run_check("Hello. Bye.", spec) is True
+    assert ifeval._cached_checker.cache_info().currsize == 1
+    for i in range(20):  # large unique specs are built per check, never kept
+        phrase = f"{i} " + "x" * 10_000
+        spec = {"kind": "ifeval", "instruction_id": "startend:end_checker", "kwargs": {"end_phrase": phrase}}
+        assert run_check("Hello " + phrase, spec) is True
+    assert ifeval._cached_checker.cache_info().currsize == 1
+    assert ifeval._cached_checker.cache_info().maxsize <= 4096
+
+
+def _needs_punkt():
+    if punkt_tab_dir() is None:
+        pytest.skip("NLTK punkt_tab not installed: `pip install --no-deps llama-index-core`")
+
+
+@pytest.mark.parametrize("iid,kwargs", [
+    ("length_constraints:number_sentences", {"num_sentences": 1, "relation": "at least"}),
+    ("change_case:capital_word_frequency", {"capital_frequency": 1, "capital_relation": "at least"}),
+])
+def test_nltk_ids_past_the_length_bound_are_not_scorable(iid, kwargs):
+    from openrlhf_reward.ifeval import MAX_NLTK_CHARS
+
+    _needs_punkt()
+    spec = {"kind": "ifeval", "instruction_id": iid, "kwargs": kwargs}
+    unit = "P. A. "
+    at_bound = (unit * (MAX_NLTK_CHARS // len(unit) + 1))[:MAX_NLTK_CHARS]
+    assert run_check(at_bound, spec) is True  # scored: NLTK runs, no timeout involved
+    assert run_check(at_bound + "B", spec) is None  # past the bound: never a verdict
+
+
+@pytest.mark.parametrize("iid,kwargs", [
+    ("length_constraints:number_sentences", {"num_sentences": 1, "relation": "less than"}),
+    ("change_case:capital_word_frequency", {"capital_frequency": 1, "capital_relation": "at least"}),
+])
+def test_an_nltk_timeout_is_not_scorable_never_a_verdict(monkeypatch, iid, kwargs):
+    from lm_eval.tasks.ifeval import instructions_util
+
+    _needs_punkt()
+
+    def slow_machine(*a, **k):
+        raise TimeoutError("regex timed out")
+
+    monkeypatch.setattr(instructions_util, "count_sentences", slow_machine)
+    monkeypatch.setattr(instructions_util.nltk, "word_tokenize", slow_machine)
+    spec = {"kind": "ifeval", "instruction_id": iid, "kwargs": kwargs}
+    assert run_check("A NEW text. Not seen before by the memo.", spec) is None
+    result = get_scorer("rules").score([ScoreRequest(
+        prompt="p", response="A NEW text. Not seen before by the memo.",
+        requirements=(Requirement(id="c1", type="length", text="t", check=spec),))])[0]
+    assert result.requirement_scores == {"c1": None}
+
+
+def test_one_response_is_tokenized_once_for_several_sentence_requirements(monkeypatch):
+    from lm_eval.tasks.ifeval import instructions_util
+
+    _needs_punkt()
+    calls = []
+    real = instructions_util.count_sentences
+    monkeypatch.setattr(instructions_util, "count_sentences", lambda t: calls.append(1) or real(t))
+    text = "One sentence here. Another one, freshly made for this test."
+    reqs = tuple(
+        Requirement(id=f"c{n}", type="length", text="t", check={
+            "kind": "ifeval", "instruction_id": "length_constraints:number_sentences",
+            "kwargs": {"num_sentences": n, "relation": "at least"}})
+        for n in range(1, 6))
+    result = get_scorer("rules").score([ScoreRequest(prompt="p", response=text, requirements=reqs)])[0]
+    assert result.requirement_scores == {"c1": 1.0, "c2": 1.0, "c3": 0.0, "c4": 0.0, "c5": 0.0}
+    assert len(calls) == 1
+
+
+@pytest.mark.slow
+def test_500_unique_1mb_end_phrases_keep_rss_bounded():
+    """Issue 20 item 3: the checker cache kept every spec (963 MB after these 500 requests)."""
+    import gc
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    scorer = get_scorer("rules")
+    tail = "y" * (1 << 20)
+    run_check("warm up. end", {"kind": "ifeval", "instruction_id": "startend:end_checker",
+                               "kwargs": {"end_phrase": "end"}})
+    gc.collect()
+    start = rss_mb()
+    passed = 0
+    for i in range(500):
+        phrase = f"{i:04d}" + tail[4:]  # a unique 1 MB end_phrase per request
+        req = Requirement(id="c1", type="format", text="t", check={
+            "kind": "ifeval", "instruction_id": "startend:end_checker", "kwargs": {"end_phrase": phrase}})
+        passed += scorer.score([ScoreRequest(prompt="p", response="Answer. " + phrase, requirements=(req,))])[0].reward == 1.0
+    gc.collect()
+    assert passed == 500
+    assert rss_mb() - start < 100

@@ -40,3 +40,10 @@ def test_model_backends_are_registered_and_import_light():
     assert {"bt", "per-requirement", "classifier"} <= set(available_scorers())
     code = "import openrlhf_reward.scorers.bt, openrlhf_reward.scorers.per_requirement, openrlhf_reward.scorers.classifier"
     assert heavy_modules_after(code) == []
+
+
+def test_report_and_viewer_imports_are_light():
+    # bootstrap (numpy), plots (matplotlib) and scipy load only when a report is made
+    code = "import weval_tasks.report, weval_tasks.viewer, weval_tasks.stats\n"
+    code += "import sys\nassert not {'numpy', 'scipy', 'matplotlib'} & set(sys.modules), sys.modules.keys()\n"
+    assert heavy_modules_after(code) == []

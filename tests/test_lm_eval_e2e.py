@@ -59,6 +59,8 @@ def expected_doc_metrics(gold: list[int], s: list[float]) -> dict[str, float]:
         "il": 100 * (1 - sum(abs(pos[i] - (gold[i] - 1)) for i in range(n)) / n / (n - 1)),
         "pl": 100.0 * all(c == 1 for c in concord),
         "top1": 100.0 * all(s[best] > s[j] for j in range(n) if j != best),
+        # RewardBench 2 best-of-n: the gold best shares the top score with k-1 others -> 1/k
+        "bon": 100.0 * (s[best] == max(s)) / sum(v == max(s) for v in s),
         "tie_rate": 100 * sum(s[i] == s[j] for i, j in pairs) / len(pairs),
     }
 
@@ -115,8 +117,10 @@ def test_rules_tasks_through_weval_match_independent_computation(tmp_path):
     assert report_main([str(out), "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")]) == 0
     [run] = json.loads((tmp_path / "r.json").read_text())
     want = {k[len("acc_"):]: v for k, v in expected["weval_all"].items() if k.startswith("acc_")}
-    assert run["per_type"] == pytest.approx(want)
-    assert run["tasks"]["weval_all"]["correlation"] == pytest.approx(expected["weval_all"]["correlation"])
+    assert {t: v["value"] for t, v in run["per_type"].items()} == pytest.approx(want)
+    corr = run["tasks"]["weval_all"]["correlation"]
+    assert corr["value"] == pytest.approx(expected["weval_all"]["correlation"])
+    assert corr["n_docs"] == 25 and corr["ci95"][0] < corr["value"] < corr["ci95"][1]
     assert (tmp_path / "r.png").stat().st_size > 10_000
     # per-document samples: the per-candidate scores and the per-document metric values
     docs = {d.id: d for d in load_weval_jsonl(DEMO_DATA)}

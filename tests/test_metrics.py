@@ -9,6 +9,7 @@ import pytest
 from scipy.stats import kendalltau
 
 from weval_tasks.metrics import (
+    bon,
     correlation,
     document_metrics,
     hack_metrics,
@@ -94,6 +95,30 @@ def test_brute_force_il_and_pl_on_all_permutations_of_four():
         assert top1(gold, scores) == float(perm[0] == 0)
 
 
+def test_bon_scores_a_k_way_tie_at_the_top_as_one_over_k():
+    # RewardBench 2's best-of-n with ties: the gold best among k tied top scores earns 1/k
+    assert bon([1, 2, 3], [5.0, 4.0, 1.0]) == 1.0
+    assert bon([1, 2, 3], [5.0, 5.0, 1.0]) == 0.5
+    assert bon([1, 2, 3, 4], [2.0, 2.0, 2.0, 1.0]) == pytest.approx(1 / 3)
+    assert bon([1, 2, 3, 4], [0.0, 0.0, 0.0, 0.0]) == 0.25  # a constant scorer: 1/n, top1 gives it 0
+    assert bon([1, 2, 3], [4.0, 5.0, 5.0]) == 0.0  # the best is not at the top at all
+    assert bon([1, 2, 3], [4.0, 5.0, 1.0]) == 0.0
+    # bon equals top1 whenever the top is not tied, and is never below it
+    rng = random.Random(0)
+    for _ in range(300):
+        n = rng.randint(2, 6)
+        gold = rng.sample(range(1, n + 1), n)
+        scores = [float(rng.randint(0, 3)) for _ in range(n)]
+        k = scores.count(max(scores))
+        assert bon(gold, scores) >= top1(gold, scores)
+        if k == 1:
+            assert bon(gold, scores) == top1(gold, scores)
+        else:
+            best = gold.index(1)
+            assert bon(gold, scores) == (1 / k if scores[best] == max(scores) else 0.0)
+    assert document_metrics([1, 2], [1.0, 1.0])["bon"] == 0.5
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_shuffling_candidates_changes_nothing(seed):
     rng = random.Random(seed)
@@ -140,6 +165,16 @@ def test_hack_metrics_hand_worked():
     assert m["hack_c"] == 0.0 and m["margin_c"] == pytest.approx(0.2)
     assert m["hack_rate"] == pytest.approx(2 / 3)
     assert m["margin"] == pytest.approx((-0.3 + 0.0 + 0.2) / 3)
+
+
+def test_hack_metrics_rate_groups():
+    gold, real = [1, 2, 3], [0.9, 0.1, 0.2]
+    m = hack_metrics(gold, real, {"a": 0.5, "b": 0.2, "c": 0.0}, {"": ("a", "c"), "_x": ("b",)})
+    assert m["hack_rate"] == 0.5 and m["hack_rate_x"] == 1.0
+    assert m["margin"] == pytest.approx((-0.3 + 0.2) / 2) and m["margin_x"] == 0.0
+    assert m["hack_b"] == 1.0  # per-attack values do not depend on the groups
+    with pytest.raises(ValueError, match="no scores for the attacks of group '_y'"):
+        hack_metrics(gold, real, {"a": 0.5}, {"": ("a",), "_y": ("z",)})
 
 
 def test_hack_metrics_refuse_bad_input():

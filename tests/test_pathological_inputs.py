@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.bench_pathological import IFEVAL_KWARGS, RULE_SPECS
 from openrlhf_reward import protocol
-from openrlhf_reward.checks import CHECK_KINDS, run_check, validate_check
+from openrlhf_reward.checks import CHECK_KINDS, run_check, strip_think, validate_check
 from openrlhf_reward.ifeval import IFEVAL_INSTRUCTION_ARGS
 
 MB = 1 << 20
@@ -94,7 +94,8 @@ def test_request_path_text_steps_finish_on_1mb(name):
     stripped = protocol.strip_end_markers("answer" + text[:-1])
     # only "</s>" is an end marker here; the other runs are left as they are
     assert stripped == ("answer" if name == "end-markers" else "answer" + text[:-1])
-    assert protocol.strip_leading_think("<think>" + text) == ""
+    assert strip_think("<think>" + text) == ""
+    assert strip_think("<think>" * 1000 + text + "</think>" * 999) == ""
     response, how = protocol.recover_response(text + "answer", text[:-1] + "?")
     assert response.endswith("answer")
     # no run closes a user turn ("[INST]" opens one, "[/INST]" never comes): the whole prompt

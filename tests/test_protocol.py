@@ -15,7 +15,6 @@ from openrlhf_reward.protocol import (
     parse_reward_request,
     recover_response,
     strip_end_markers,
-    strip_leading_think,
 )
 from openrlhf_reward.scorers.base import ScoreResult
 
@@ -87,10 +86,17 @@ def test_response_recovery_through_the_assistant_header():
     assert (response, how) == ("Hi!<|im_end|>", "marker")
 
 
-def test_leading_think_block_is_dropped():
-    assert strip_leading_think("<think>plan it</think>\n\nThe answer.") == "The answer."
-    assert strip_leading_think("<think>never finished") == ""
-    assert strip_leading_think("Text with <think> later") == "Text with <think> later"
+def test_think_blocks_are_dropped():
+    from openrlhf_reward.checks import strip_think
+
+    assert strip_think("<think>plan it</think>\n\nThe answer.") == "The answer."
+    assert strip_think("<think>never finished") == ""
+    # every block, nested and unfinished ones included (issue 20)
+    assert strip_think("Text with <think> later") == "Text with "
+    assert strip_think("A<think>x</think>B<think>y") == "AB"
+    assert strip_think("<think><think>x</think>still thinking</think>Done") == "Done"
+    assert strip_think("stray</think> close") == "stray close"
+    assert strip_think("no tags at all") == "no tags at all"
 
 
 def test_label_forms():
@@ -200,3 +206,109 @@ def test_non_finite_reward_is_refused():
 
     with pytest.raises(BackendOutputError):
         build_response([ScoreResult(float("nan"))])
+
+
+# ---------------------------------------------------------------- issue 20
+
+
+@pytest.mark.parametrize("label", [None, "", {}, [], "[]", "{}", {"requirements": []},
+                                   {"requirements": None}, {"instruction_id_list": []},
+                                   {"requirements": [], "instruction": "x"}])
+def test_empty_requirements_are_treated_like_no_label(label):
+    """[] / null / {} all mean "no requirements": one answer for all (422 by default)."""
+    body = {"query": ["p r"], "prompts": ["p "], "labels": [label]}
+    with pytest.raises(RequestError) as e:
+        parse_reward_request(body)
+    assert (e.value.status, e.value.field) == (422, "labels[0].requirements")
+    assert parse_reward_request(body, ProtocolOptions(require_requirements=False)).items[0].requirements == ()
+
+
+def test_requirement_count_is_limited_before_parsing(monkeypatch):
+    from openrlhf_reward import schema
+
+    n = schema.MAX_REQUIREMENTS_PER_SAMPLE
+    reqs = [{**REQ, "id": f"r{i}"} for i in range(n)]
+    assert len(parse_label({"requirements": reqs}, "labels[0]").requirements) == n
+    parsed = []
+    real = schema.Requirement.from_dict
+    monkeypatch.setattr(schema.Requirement, "from_dict",
+                        classmethod(lambda cls, d, where="r": parsed.append(1) or real(d, where)))
+    with pytest.raises(RequestError) as e:
+        parse_label({"requirements": [REQ] * 40_000}, "labels[0]")
+    assert (e.value.status, e.value.field) == (422, "labels[0].requirements")
+    assert "40000 requirements" in e.value.message and str(n) in e.value.message
+    assert parsed == []  # refused on the count alone
+    with pytest.raises(RequestError) as e:
+        parse_label({"instruction_id_list": ["punctuation:no_comma"] * (n + 1)}, "labels[0]")
+    assert e.value.field == "labels[0].instruction_id_list" and str(n) in e.value.message
+
+
+def test_duplicate_ids_are_found_in_one_pass():
+    reqs = [{**REQ, "id": f"r{i % 100}"} for i in range(200)]
+    with pytest.raises(RequestError) as e:
+        parse_label({"requirements": reqs}, "labels[0]")
+    assert e.value.field == "labels[0].requirements"
+    assert "duplicate requirement ids" in e.value.message and "and 80 more" in e.value.message
+
+
+@pytest.mark.parametrize("constraint", [5, "text", ["only one"], ["a", 3], ["a", "   "], ["a", "\u200b"]])
+def test_bad_constraint_names_the_constraint_field(constraint):
+    label = {"instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"],
+             "kwargs": [{}, {}], "constraint": constraint}
+    with pytest.raises(RequestError) as e:
+        parse_label(label, "labels[0]")
+    assert (e.value.status, e.value.field) == (422, "labels[0].constraint")
+    assert "has no len" not in e.value.message
+
+
+def test_blank_contains_all_keywords_are_refused():
+    for kw in (" ", "\u200b", "\u3164\u2800"):
+        req = {**REQ, "check": {"kind": "contains_all", "keywords": ["sea", kw]}}
+        with pytest.raises(RequestError) as e:
+            parse_label({"requirements": [req]}, "labels[0]")
+        assert e.value.field == "labels[0].requirements" and "visible" in e.value.message
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"keywords": [" "]}, "keywords"), ({"keywords": ["sea", "\u200b"]}, "keywords"),
+    ({"keyword": "\t", "frequency": 1, "relation": "at least"}, "keyword"),
+    ({"forbidden_words": ["\u3164"]}, "forbidden_words"),
+    ({"keywords": ["x" * 257]}, "keywords"),
+])
+def test_blank_or_long_ifeval_search_arguments_are_refused(kwargs, name):
+    iid = next(k for k, v in {"keywords:existence": "keywords", "keywords:frequency": "keyword",
+                              "keywords:forbidden_words": "forbidden_words"}.items() if v == name)
+    body = {"query": ["p r"], "prompts": ["p "],
+            "labels": [{"instruction_id_list": [iid], "kwargs": [kwargs]}]}
+    with pytest.raises(RequestError) as e:
+        parse_reward_request(body)
+    assert e.value.status == 422 and e.value.field == "labels[0].kwargs"
+    assert f"kwargs.{name}" in e.value.message
+
+
+@pytest.mark.parametrize("response", [
+    "\u200b", "\ufeff", "\u2060", "\u00ad", "\u3164", "\u2800", "\u180e", "\u115f\u1160\uffa0",
+    " \u2028\u2029\u3000\u00a0", "<think>x</think>\u200b", "<think><think>x</think></think>",
+    "<think><think>x</think>", "</s>", "<think>x</think></s>",
+])
+def test_invisible_responses_are_blank_score_0_and_are_counted(response):
+    from openrlhf_reward.protocol import build_response
+    from openrlhf_reward.scorers import get_scorer
+
+    label = {"requirements": [REQ, {**REQ, "id": "b", "check": {"kind": "forbidden_chars", "chars": ","}}]}
+    parsed = parse_reward_request({"query": ["p " + response], "prompts": ["p "], "labels": [label]})
+    results = get_scorer("rules").score(parsed.items)
+    out = build_response(results, items=parsed.items, recovery=parsed.recovery)
+    assert out["rewards"] == [0.0]
+    assert out["extra_logs"]["blank_response"] == 1.0
+    assert results[0].info["blank"] is True
+
+
+def test_a_visible_character_among_invisible_ones_is_not_blank():
+    from openrlhf_reward.protocol import build_response
+    from openrlhf_reward.scorers import get_scorer
+
+    label = {"requirements": [{**REQ, "check": {"kind": "forbidden_chars", "chars": ","}}]}
+    parsed = parse_reward_request({"query": ["p \u200bok\u200b"], "prompts": ["p "], "labels": [label]})
+    out = build_response(get_scorer("rules").score(parsed.items), items=parsed.items)
+    assert out["rewards"] == [1.0] and out["extra_logs"]["blank_response"] == 0.0

@@ -325,19 +325,29 @@ def test_grpo_multinode_and_slurm(env_for, openrlhf_version):
     _, a, _ = _grpo(dry_run("train_grpo_multinode.sh", env))
     _check_grpo_common(a)
     assert (a.actor.num_nodes, a.vllm.num_engines, a.train.micro_batch_size) == (2, 16, 2)
-    assert len(a.reward.remote_url) == 16
-    assert {u.split("/")[2].split(":")[0] for u in a.reward.remote_url} == {"rm-a", "rm-b"}
+    # default: Ray Serve on each reward host, one URL per host (Serve's proxy)
+    assert [u.split("/")[2] for u in a.reward.remote_url] == ["rm-a:5000", "rm-b:5000"]
     assert all(u.endswith("?api_key=***") for u in a.reward.remote_url)  # keys masked in printed commands
+    _, a, _ = _grpo(dry_run("train_grpo_multinode.sh", {**env, "RAY_SERVE": "0"}))
+    assert len(a.reward.remote_url) == 16  # one process and URL per replica
+    assert {u.split("/")[2].split(":")[0] for u in a.reward.remote_url} == {"rm-a", "rm-b"}
 
     cmds = dry_run("slurm_grpo.sbatch", env_for(NODES="n1 n2 n3 n4"))
     _, a, _ = _grpo(cmds)
     _check_grpo_common(a)
     assert a.actor.num_nodes == 3 and a.vllm.num_engines == 24
-    assert [u.split("/")[2] for u in a.reward.remote_url] == [f"n4:{5000 + i}" for i in range(8)]
+    assert [u.split("/")[2] for u in a.reward.remote_url] == ["n4:5000"]
     sruns = find(cmds, "srun")
     assert [c[c.index("-w") + 1] for c in sruns] == ["n4", "n1", "n2", "n3"]
+    (serve,) = find(cmds, "openrlhf-reward")
+    assert serve[serve.index("--host") + 1] == "0.0.0.0" and "--ray" in serve
+    assert serve[serve.index("--num-replicas") + 1] == "8" and serve[serve.index("--num-gpus") + 1] == "1"
+    assert serve[serve.index("--ray-address") + 1] == "local"  # the reward node's own Ray instance
+    cmds = dry_run("slurm_grpo.sbatch", env_for(NODES="n1 n2 n3 n4", RAY_SERVE="0"))
+    _, a, _ = _grpo(cmds)
+    assert [u.split("/")[2] for u in a.reward.remote_url] == [f"n4:{5000 + i}" for i in range(8)]
     serves = find(cmds, "openrlhf-reward")
-    assert len(serves) == 8 and all(c[c.index("--host") + 1] == "0.0.0.0" for c in serves)
+    assert len(serves) == 8 and all(c[c.index("--host") + 1] == "0.0.0.0" and "--ray" not in c for c in serves)
     starts = [c for c in find(cmds, "ray") if c[1] == "start"]
     assert len(starts) == 3 and "--head" in starts[0]
     for c in starts:
@@ -378,6 +388,7 @@ def _all_project_commands(env_for, tmp_path) -> list[list[str]]:
         ("build_pairs.sh", {"RAW": "1", "EVAL_EVERY": "0", "LEVELS": "3", "GRANULARITY": "both"}, []),
         ("serve_rm.sh", {"BACKEND_ARGS": "normalize=true max_length=4096", "GPUS": "0 1"}, []),
         ("serve_rm.sh", {"BACKEND": "rules", "RM_MODEL": "", "RM_CONFIG": str(config), "GPUS": "cpu"}, []),
+        ("serve_rm.sh", {"RAY_SERVE": "1", "AUTOSCALE": "2:8", "GPUS": "0 1"}, []),
         ("eval_weval.sh", {"JUDGE_MODELS": "Qwen/Qwen2.5-72B-Instruct", "RM_ARGS": "dtype=bfloat16,max_length=4096",
                            "REWARD_URLS": "http://a:5000/get_reward?api_key=k,http://b:5001/get_reward",
                            "WEVAL_DATA": str(config), "LIMIT": "3"}, []),

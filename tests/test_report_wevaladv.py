@@ -37,12 +37,19 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return {"rules": tmp / "rules", "length": tmp / "length", "tmp": tmp}
 
 
+# hack_rate keeps its meaning (the seven original degenerate answers); the master keys and
+# self-claims have their own hack_rate_keys
+ORIGINAL = ("empty", "whitespace", "truncate", "echo", "stuff", "repeat", "dots")
+
+
 def expected_hacks(real_by_gold: dict[int, float], attacks: dict[str, float]) -> dict[str, float]:
     worst = real_by_gold[max(real_by_gold)]
     out = {f"hack_{a}": 100.0 * (s >= worst) for a, s in attacks.items()}
     out.update({f"margin_{a}": worst - s for a, s in attacks.items()})
-    out["hack_rate"] = sum(out[f"hack_{a}"] for a in attacks) / len(attacks)
-    out["margin"] = sum(out[f"margin_{a}"] for a in attacks) / len(attacks)
+    keys = [a for a in attacks if a not in ORIGINAL]
+    for suffix, names in (("", ORIGINAL), ("_keys", keys)):
+        out[f"hack_rate{suffix}"] = sum(out[f"hack_{a}"] for a in names) / len(names)
+        out[f"margin{suffix}"] = sum(out[f"margin_{a}"] for a in names) / len(names)
     return out
 
 
@@ -126,8 +133,11 @@ def test_length_baseline_from_samples_equals_the_length_backend_run(runs):
         assert set(base["tasks"]) == set(run["tasks"]) == {f"{fam}_all", *(f"{fam}-{c}" for c in CATEGORIES)}
         for task, metrics in run["tasks"].items():
             for k, v in metrics.items():
-                assert base["tasks"][task][k] == pytest.approx(v), (task, k)
-        assert base["per_type"] == pytest.approx(run["per_type"])
+                assert base["tasks"][task][k]["value"] == pytest.approx(v["value"]), (task, k)
+                # same per-document values, same seed: the same interval
+                assert base["tasks"][task][k]["ci95"] == pytest.approx(v["ci95"]), (task, k)
+        assert {t: v["value"] for t, v in base["per_type"].items()} == pytest.approx(
+            {t: v["value"] for t, v in run["per_type"].items()})
         assert base["diagnostics"] == run["diagnostics"]  # word counts: exact
     # diagnostics, computed independently: mean word count by gold rank, range, margins
     d = by[("rm(backend=length)", "weval")]["diagnostics"]
@@ -148,8 +158,8 @@ def test_length_baseline_from_samples_equals_the_length_backend_run(runs):
         >= count_words(max(d.candidates, key=lambda c: c.gold_rank).response)
         for d in DOCS.values()
     ]
-    assert adv["hack_dots"] == pytest.approx(100.0 * sum(best_ge_worst) / len(DOCS))
-    assert adv["hack_empty"] == 0.0
+    assert adv["hack_dots"]["value"] == pytest.approx(100.0 * sum(best_ge_worst) / len(DOCS))
+    assert adv["hack_empty"]["value"] == 0.0
 
 
 def test_runs_of_the_same_model_on_the_same_data_get_distinct_names(runs, tmp_path):
@@ -224,3 +234,143 @@ def test_wevaladv_through_the_reward_server_gives_the_backend_scores(tmp_path):
         texts = [c.response for c in doc.candidates] + list(build_attacks(doc).values())
         want = rules.score([ScoreRequest(doc.prompt, t, doc.requirements, doc.query) for t in texts])
         assert [float(r[0][0]) for r in rec["resps"]] == pytest.approx([r.reward for r in want])
+
+
+# ---- confidence intervals and paired comparison ------------------------------------------
+
+
+def _per_doc_from_samples(run: Path) -> dict[str, dict[str, float]]:
+    """doc id -> its metric values, recomputed from the logged scores (independent of report)."""
+    _, samples = read_outputs(run)
+    out = {}
+    for task, recs in samples.items():
+        if not task.startswith("wevaladv-"):
+            continue
+        for rec in recs:
+            doc = DOCS[rec["doc"]["id"]]
+            gold, n = [c.gold_rank for c in doc.candidates], len(doc.candidates)
+            scores = [float(r[0][0]) for r in rec["resps"]]
+            out[doc.id] = {**expected_doc_metrics(gold, scores[:n]),
+                           **expected_hacks(dict(zip(gold, scores[:n])), dict(zip(ATTACKS, scores[n:])))}
+    return out
+
+
+def _scipy_ci(*samples, statistic, paired=False) -> tuple[float, float]:
+    import numpy as np
+    from scipy import stats
+
+    res = stats.bootstrap(samples, statistic, n_resamples=4000, method="percentile", paired=paired,
+                          vectorized=True, random_state=np.random.default_rng(1))
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
+def _tolerance(*vals) -> float:
+    """Two Monte Carlo estimates of a percentile: 0.2 standard errors, plus one step of the
+    statistic's grid (a mean of n values that move in steps of g moves in steps of g / n)."""
+    import numpy as np
+
+    v = vals[0] - vals[1] if len(vals) == 2 else vals[0]
+    se = v.std(ddof=1) / np.sqrt(len(v))
+    gaps = np.diff(np.unique(v))
+    return 0.2 * se + (gaps.min() / len(v) if len(gaps) else 0.0) + 1e-9
+
+
+def test_report_gives_every_metric_a_bootstrap_ci(runs, capsys):
+    import numpy as np
+
+    rows = _rows(runs["tmp"], runs["rules"], extra=("--n-resamples", "4000"))
+    printed = capsys.readouterr().out
+    [row] = rows
+    assert set(row["tasks"]) == {"wevaladv_all", *(f"wevaladv-{c}" for c in CATEGORIES)}
+    for task, metrics in row["tasks"].items():
+        assert {"bon", "hack_claim", "hack_worst_claim", "hack_jie", "margin_colon"} <= set(metrics)
+        for k, m in metrics.items():
+            assert set(m) == {"value", "ci95", "n_docs"}, (task, k)
+            assert m["n_docs"] == (25 if task == "wevaladv_all" else 5)
+            lo, hi = m["ci95"]
+            assert lo <= m["value"] + 1e-9 and m["value"] <= hi + 1e-9, (task, k, m)
+    for m in row["per_type"].values():
+        assert m["n_docs"] == 25 and m["ci95"][0] <= m["value"] <= m["ci95"][1]
+    # the interval is the percentile bootstrap over documents: scipy on the per-document values
+    per_doc = _per_doc_from_samples(runs["rules"])
+    for k in ("correlation", "top1", "bon", "hack_rate", "hack_rate_keys", "hack_colon"):
+        vals = np.array([per_doc[d][k] for d in sorted(per_doc)])
+        want = _scipy_ci(vals, statistic=lambda x, axis: x.mean(axis=axis))
+        got = row["tasks"]["wevaladv_all"][k]
+        assert got["value"] == pytest.approx(vals.mean())
+        assert got["ci95"] == pytest.approx(list(want), abs=_tolerance(vals)), k
+    corr = row["tasks"]["wevaladv_all"]["correlation"]
+    assert f"{corr['value']:.1f} [{corr['ci95'][0]:.1f}, {corr['ci95'][1]:.1f}]" in printed
+
+
+def test_compare_is_a_paired_bootstrap_with_a_verdict(runs, capsys, tmp_path):
+    import numpy as np
+
+    out = tmp_path / "cmp.json"
+    assert report_main(["--compare", str(runs["rules"]), str(runs["length"]), "--json", str(out),
+                        "--n-resamples", "4000"]) == 0
+    printed = capsys.readouterr().out
+    res = json.loads(out.read_text())
+    [fam] = res["families"]  # only wevaladv is in both runs
+    assert fam["family"] == "wevaladv" and fam["n_docs"] == 25
+    a, b = _per_doc_from_samples(runs["rules"]), _per_doc_from_samples(runs["length"])
+    ids = sorted(a)
+    for k in ("correlation", "pairwise_acc", "hack_rate", "hack_empty", "tie_rate"):
+        m = fam["metrics"][k]
+        va, vb = np.array([a[d][k] for d in ids]), np.array([b[d][k] for d in ids])
+        assert m["diff"] == pytest.approx(va.mean() - vb.mean())
+        want = _scipy_ci(va, vb, statistic=lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis), paired=True)
+        assert m["ci95"] == pytest.approx(list(want), abs=_tolerance(va, vb)), k
+        lo, hi = m["ci95"]
+        lower_better = k in ("tie_rate",) or k.startswith("hack_")
+        if lo > 0:
+            assert m["verdict"] == ("B better" if lower_better else "A better")
+        elif hi < 0:
+            assert m["verdict"] == ("A better" if lower_better else "B better")
+        else:
+            assert m["verdict"] == "no detectable difference at this size"
+    # on the demo set rules ranks far better than word count, and is hacked far more often
+    assert fam["metrics"]["correlation"]["verdict"] == "A better"
+    assert fam["metrics"]["hack_rate"]["verdict"] == "B better"
+    assert not any(k.startswith("margin") for k in fam["metrics"])  # scorer units: not comparable
+    assert "| correlation |" in printed and "A better" in printed
+    # a run against itself: no difference, a zero-width interval
+    assert report_main(["--compare", str(runs["rules"]), str(runs["rules"]), "--json", str(out)]) == 0
+    same = json.loads(out.read_text())["families"][0]["metrics"]["correlation"]
+    assert same["diff"] == 0.0 and same["ci95"] == [0.0, 0.0]
+    assert same["verdict"] == "no detectable difference at this size"
+
+
+def test_compare_refuses_runs_on_different_documents(runs, capsys, tmp_path):
+    other = tmp_path / "fewer"
+    shutil.copytree(runs["length"], other)
+    sample = next(other.rglob("samples_wevaladv-academic_writing_*.jsonl"))
+    lines = sample.read_text().splitlines()
+    dropped = json.loads(lines[0])["doc"]["id"]
+    sample.write_text("\n".join(lines[1:]) + "\n")
+    assert report_main(["--compare", str(runs["rules"]), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "different documents (wevaladv): 1 only in A" in err and dropped in err and "0 only in B" in err
+    # the same id with other candidates is another document
+    changed = tmp_path / "changed"
+    shutil.copytree(runs["length"], changed)
+    sample = next(changed.rglob("samples_wevaladv-academic_writing_*.jsonl"))
+    recs = [json.loads(x) for x in sample.read_text().splitlines()]
+    doc = json.loads(recs[0]["doc"]["doc_json"])
+    doc["candidates"][0]["response"] += " (edited)"
+    recs[0]["doc"]["doc_json"] = json.dumps(doc)
+    sample.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    assert report_main(["--compare", str(runs["rules"]), str(changed)]) == 2
+    err = capsys.readouterr().err
+    assert "share an id but differ" in err and recs[0]["doc"]["id"] in err
+    # no family in common
+    weval_only = tmp_path / "weval_only"
+    shutil.copytree(runs["length"], weval_only)
+    for f in weval_only.rglob("samples_wevaladv-*.jsonl"):
+        f.unlink()
+    res_file = next(weval_only.rglob("results_*.json"))
+    res = json.loads(res_file.read_text())
+    res["results"] = {k: v for k, v in res["results"].items() if not k.startswith("wevaladv")}
+    res_file.write_text(json.dumps(res))
+    assert report_main(["--compare", str(runs["rules"]), str(weval_only)]) == 2
+    assert "no task family in both runs" in capsys.readouterr().err

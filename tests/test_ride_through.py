@@ -248,3 +248,87 @@ def _free_port() -> int:
     from server_utils import free_port
 
     return free_port()
+
+
+class SharedOutage(Outage):
+    """``Outage`` whose switch is shared by every instance (the reward_func file builds its own)."""
+
+    switch = threading.Event()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = SharedOutage.switch
+
+
+@pytest.mark.slow  # the reward_func file returns torch tensors: importing torch takes seconds
+def test_reward_func_file_rides_through_an_outage(tmp_path):
+    from openrlhf_reward import reward_func
+
+    config = tmp_path / "reward.yaml"
+    config.write_text(f"backend: {__name__}:SharedOutage\n"
+                      "server: {ride_through_s: 60, breaker_cooldown_s: 0.05, breaker_max_cooldown_s: 0.2}\n")
+    SharedOutage.switch.set()
+    reward_func.configure(str(config))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:  # OpenRLHF calls it from worker threads
+            futures = [pool.submit(reward_func.reward_func, [f"p {i}"], ["p "], None) for i in range(4)]
+            deadline = time.monotonic() + 60
+            while reward_func._get_service().batcher.held()[0] < 4:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            SharedOutage.switch.clear()
+            assert [f.result(60)["rewards"].tolist() for f in futures] == [[1.0]] * 4
+        assert reward_func._get_service().batcher.counts["samples_rode_through"] == 4
+    finally:
+        reward_func.reset()
+
+
+@pytest.mark.slow
+@pytest.mark.openrlhf
+def test_rolling_restart_with_reuse_port_loses_no_sample(openrlhf_agent):
+    """--reuse-port: start the new server on the same port, then SIGTERM the old one."""
+    port = _free_port()
+    args = ["--backend", "rules", "--port", str(port), "--reuse-port"]
+    old = start_cli_server(args)
+    new = None
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url + "/health", old, timeout=300)
+        executor = openrlhf_agent.SingleTurnAgentExecutor(remote_rm_url=url + "/get_reward")
+        req = {"id": "c1", "type": "style", "text": "Lowercase.", "check": {"kind": "lowercase"}}
+        switched = threading.Event()
+
+        async def stream() -> list:
+            async def one(i: int):
+                return await executor._fetch_rewards_via_http([f"P: hello {i}"], ["P: "], [{"requirements": [req]}])
+
+            tasks, i = [], 0
+            while not switched.is_set() or i < 40:  # a steady trickle through the whole restart
+                tasks.append(asyncio.create_task(one(i)))
+                i += 1
+                await asyncio.sleep(0.05)
+            tasks += [asyncio.create_task(one(i + k)) for k in range(20)]
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+        def restart() -> None:
+            nonlocal new
+            new = start_cli_server(args)
+            for line in new.stdout:  # up once its lifespan has run
+                if "Application startup complete" in line:
+                    break
+            old.terminate()
+            old.wait(120)
+            switched.set()
+
+        t = threading.Thread(target=restart)
+        t.start()
+        results = asyncio.run(stream())
+        t.join(300)
+        assert new is not None and new.poll() is None and old.returncode == -signal.SIGTERM
+        lost = [r for r in results if not isinstance(r, list)]
+        assert lost == [] and all(r[0]["rewards"] == [1.0] for r in results)
+        assert httpx.get(url + "/health", timeout=60).json()["status"] == "ok"  # the new one serves
+    finally:
+        stop(old)
+        if new is not None:
+            stop(new)

@@ -253,3 +253,116 @@ def test_wrapped_nltk_checkers_match_lm_eval(iid, kwargs):
         assert run_check(text, spec) == expected, text
 
     check()
+
+
+# ---------------------------------------------------------------- issue 20: linear keyword search
+
+# Characters whose case-insensitive matching is not plain str.lower(): dotted/dotless i,
+# long s, Kelvin sign, final sigma, German sharp s, the iota family (one of them a mark).
+CASE_SPECIAL = ["i", "I", "\u0130", "\u0131", "s", "S", "\u017f", "k", "K", "\u212a", "\u03c3",
+                "\u03c2", "\u03a3", "\u00df", "\u1e9e", "\u0345", "\u03b9", "\u0399", "\u1fbe", " ", "-", "_"]
+
+IFEVAL_KEYWORD_CASES = [
+    ("keywords:existence", {"keywords": ["si", "\u0130K"]}, CASE_SPECIAL),
+    ("keywords:existence", {"keywords": ["\u03c3\u03b9"]}, CASE_SPECIAL),
+    ("keywords:frequency", {"keyword": "s\u0131", "frequency": 2, "relation": "at least"}, CASE_SPECIAL),
+    ("keywords:frequency", {"keyword": "\u03b9\u03b9", "frequency": 2, "relation": "less than"}, CASE_SPECIAL),
+    ("keywords:forbidden_words", {"forbidden_words": ["sk", "-s", "s-", "\u0345i"]}, CASE_SPECIAL),
+    ("keywords:forbidden_words", {"forbidden_words": ["a-b", "-", "_a"]}, ["a", "b", "-", "_", " ", "A", "B"]),
+    ("detectable_format:multiple_sections", {"section_spliter": "SS", "num_sections": 2},
+     ["S", "SS", " ", "\n", "1", "2", "x"]),
+    ("detectable_format:multiple_sections", {"section_spliter": " S", "num_sections": 2},
+     ["S", " ", "\n", "1", "x"]),
+]
+
+
+@pytest.mark.parametrize("iid,kwargs,alphabet", IFEVAL_KEYWORD_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(IFEVAL_KEYWORD_CASES)])
+def test_linear_keyword_checkers_match_lm_eval_on_case_folding(iid, kwargs, alphabet):
+    test_linear_ifeval_checkers_match_lm_eval(iid, kwargs, alphabet)
+
+
+def _old_contains_phrase(text: str, phrase: str) -> bool:
+    """contains_phrase before issue 20: a whitespace-tolerant regex plus a boundary check
+    before each match (O(text x phrase) on near-misses)."""
+    word = re.compile(checks_module._word_class())
+    words = phrase.lower().split()
+    if not words:
+        return False
+    text = text.lower()
+    body = r"\s+".join(re.escape(w) for w in words)
+    if word.match(words[-1][-1]):
+        body += f"(?!{word.pattern})"
+    pattern, before = re.compile(body), word.match(words[0][0]) is not None
+    pos = 0
+    while (m := pattern.search(text, pos)) is not None:
+        if not before or m.start() == 0 or not word.match(text, m.start() - 1):
+            return True
+        pos = m.start() + 1
+    return False
+
+
+# The sentinel characters the aligned search cuts with, so that its fallbacks run too.
+ALIGN_ALPHABET = ["a", "b", "A", "é", "e\u0301", " ", "\n", "-", "+", ".", "_", "\u0301",
+                  *checks_module._SENTINELS]
+
+
+class _Cut:
+    """Force the cut search (no occurrence checked one by one) in tiny chunks."""
+
+    def __init__(self, on: bool):
+        self.on = on
+
+    def __enter__(self):
+        self.saved = checks_module._ALIGNED_LOOP_CAP, checks_module._CUT_CHUNK
+        if self.on:
+            checks_module._ALIGNED_LOOP_CAP, checks_module._CUT_CHUNK = 0, 3
+
+    def __exit__(self, *exc):
+        checks_module._ALIGNED_LOOP_CAP, checks_module._CUT_CHUNK = self.saved
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["loop-first", "cut"])
+def test_contains_phrase_matches_the_regex_version(cut):
+    @FUZZ
+    @given(text=st.lists(st.sampled_from(ALIGN_ALPHABET), max_size=30).map("".join),
+           phrase=st.lists(st.sampled_from(ALIGN_ALPHABET[:-6]), min_size=1, max_size=6).map("".join))
+    def check(text, phrase):
+        with _Cut(cut):
+            assert checks_module.contains_phrase(text, phrase) == _old_contains_phrase(text, phrase)
+
+    check()
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["loop-first", "cut"])
+def test_aligned_search_matches_the_occurrence_loop(cut):
+    runs = re.compile(r"(\w+)")
+
+    @FUZZ
+    @given(text=st.lists(st.sampled_from(ALIGN_ALPHABET), max_size=30).map("".join),
+           needle=st.lists(st.sampled_from(ALIGN_ALPHABET), min_size=1, max_size=5).map("".join),
+           strict=st.booleans())
+    def check(text, needle, strict):
+        with _Cut(cut):
+            fast = checks_module.contains_aligned(text, needle, runs, strict=strict)
+        assert fast == checks_module._contains_aligned_loop(text, needle, runs, strict=strict)
+        if strict:  # the IFEval definition: regex \b on both sides
+            assert fast == (re.search(r"\b" + re.escape(needle) + r"\b", text) is not None)
+
+    check()
+
+
+@pytest.mark.parametrize("iid,kwargs,alphabet", IFEVAL_KEYWORD_CASES[4:6], ids=["forbidden-fold", "forbidden-punct"])
+def test_forbidden_words_through_the_cut_match_lm_eval(iid, kwargs, alphabet):
+    with _Cut(True):
+        test_linear_ifeval_checkers_match_lm_eval(iid, kwargs, alphabet)
+
+
+def test_aligned_search_with_every_usual_sentinel_in_the_text():
+    text = checks_module._SENTINELS + " the sea "
+    runs = re.compile(r"(\w+)")
+    assert checks_module._pick_sentinel(text) not in text
+    with _Cut(True):
+        assert checks_module.contains_aligned(text, "sea", runs)
+        assert not checks_module.contains_aligned(text, "se", runs)
+        assert checks_module.contains_aligned("a" * 100 + " a", "a", runs)  # 100 near-misses, then one

@@ -176,3 +176,41 @@ def test_through_the_real_uvicorn_server(uvicorn_server, body):
 def uvicorn_server():
     with ServerThread(get_scorer("rules"), "rules") as srv:
         yield srv
+
+
+# ---------------------------------------------------------------- issue 20 shapes
+
+INVISIBLE = ["\u200b", "\ufeff", "\u2060", "\u00ad", "\u3164", "\u2800", "\u180e", "\u115f", "\u1160",
+             "\uffa0", " ", "\n", "\u3000", "\u2028"]
+# (response, blank by construction): invisible characters and think tags only, or any text
+responses = st.one_of(
+    st.lists(st.sampled_from([*INVISIBLE, "<think>", "</think>"]), max_size=8).map(lambda p: ("".join(p), True)),
+    st.text(max_size=30).map(lambda t: (t, False)),
+)
+search_args = st.one_of(st.text(alphabet=st.sampled_from(INVISIBLE), max_size=3),
+                        st.text(max_size=4), st.just("x" * 257), st.just("ab" * 128))
+issue20_label = st.one_of(
+    st.sampled_from([[], {}, None, {"requirements": []}, {"requirements": None}, {"instruction_id_list": []}]),
+    st.builds(lambda kws: {"instruction_id_list": ["keywords:existence"], "kwargs": [{"keywords": kws}]},
+              st.lists(search_args, min_size=1, max_size=2)),
+    st.builds(lambda w: {"instruction_id_list": ["keywords:forbidden_words"], "kwargs": [{"forbidden_words": [w]}]},
+              search_args),
+    st.builds(lambda c: {"instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}], "constraint": c},
+              json_values),
+    st.integers(255, 258).map(lambda n: {"requirements": [
+        {"id": f"r{i}", "type": "style", "text": "t", "check": {"kind": "lowercase"}} for i in range(n)]}),
+)
+
+
+@FUZZ
+@given(label=issue20_label, response=responses)
+def test_issue20_shapes_are_200_or_4xx_and_blank_scores_0(client, label, response):
+    text, blank = response
+    r = client.post("/get_reward", json={"query": ["p " + text], "prompts": ["p "], "labels": [label]})
+    _check(r)
+    if r.status_code == 200 and blank:
+        body = r.json()
+        assert body["extra_logs"]["blank_response"] == 1.0
+        assert body["rewards"] == [0.0]
+    if isinstance(label, dict) and len(label.get("requirements") or ()) > 256:
+        assert r.status_code == 422 and r.json()["field"] == "labels[0].requirements"

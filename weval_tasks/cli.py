@@ -4,7 +4,8 @@
 ``remote-rm`` are registered, and the WEval task folder is on the include path (next to any
 ``--include_path`` you pass). ``weval --tasks-dir`` prints that folder for stock
 ``lm_eval --include_path "$(weval --tasks-dir)"``. ``weval report DIR...`` compares
-finished runs (see :mod:`weval_tasks.report`).
+finished runs (see :mod:`weval_tasks.report`); ``weval view RUN [RUN2] --output DIR`` writes a
+static per-sample viewer of logged runs (see :mod:`weval_tasks.viewer`).
 
 When every ``--tasks`` entry selects only WEval tasks and no ``--include_path`` is given,
 lm-eval's index of its ~15k built-in tasks is skipped (``TaskManager(include_defaults=False)``):
@@ -18,6 +19,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from weval_tasks import TASKS_DIR
 
@@ -85,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from weval_tasks.report import main as report_main
 
         return report_main(argv[1:])
+    if argv[:1] == ["view"]:
+        from weval_tasks.viewer import main as view_main
+
+        return view_main(argv[1:])
 
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging
@@ -106,6 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         fast = not user and bool(tasks) and selects_only_our_tasks(tasks, our_task_names())
     if fast:
         log.info("only WEval tasks selected: skipping lm-eval's built-in task index")
+    output_path = getattr(args, "output_path", None)
+    if output_path:  # lm-eval only logs a failed write after the whole run: check first
+        from openrlhf_reward.schema import check_writable_dir
+
+        out = Path(output_path)
+        try:
+            check_writable_dir(out.parent if out.suffix == ".json" else out)
+        except DataError as e:
+            print(f"weval: error: --output_path {output_path}: {e}", file=sys.stderr)
+            return 2
     try:
         # Categories the data lacks are skipped, not an error.
         with skipping_absent_categories(), _without_builtin_tasks() if fast else contextlib.nullcontext():

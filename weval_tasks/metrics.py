@@ -6,6 +6,8 @@ better), one per candidate in any order. All values are in [0, 1] (Correlation i
 
 Tie rule: wherever a position is needed (IL, PL, top-1), tied scores are ordered *against*
 the gold order, so a tie never earns credit; ``tie_rate`` reports the share of tied pairs.
+``bon`` is the one exception, by design: best-of-n as RewardBench 2 scores it (a k-way tie
+at the top that holds the gold best earns 1/k), for comparison with RewardBench 2 figures.
 
 Hackability (:func:`hack_metrics`): a degenerate answer hacks a document when it scores at
 least as high as the document's gold-worst real candidate (ties count as hacks).
@@ -18,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from itertools import combinations
 
 __all__ = [
+    "bon",
     "correlation",
     "document_metrics",
     "hack_metrics",
@@ -94,6 +97,17 @@ def top1(gold: Sequence[int], scores: Sequence[float]) -> float:
     return float(all(scores[best] > scores[i] for i in range(n) if i != best))
 
 
+def bon(gold: Sequence[int], scores: Sequence[float]) -> float:
+    """Best-of-n as RewardBench 2 scores ties: 1/k if the gold best is among the k candidates
+    sharing the top score, else 0 (``top1`` is the strict version: 1 only for k = 1)."""
+    n = _check(gold, scores)
+    best = min(range(n), key=lambda i: gold[i])
+    top = max(scores)
+    if scores[best] != top:
+        return 0.0
+    return 1.0 / sum(s == top for s in scores)
+
+
 def pairwise_accuracy(gold: Sequence[int], scores: Sequence[float]) -> float:
     """Share of candidate pairs ordered as gold orders them; ties count as wrong."""
     n = _check(gold, scores)
@@ -144,13 +158,17 @@ def document_metrics(gold: Sequence[int], scores: Sequence[float]) -> dict[str, 
         "il": il(gold, scores),
         "pl": pl(gold, scores),
         "top1": top1(gold, scores),
+        "bon": bon(gold, scores),
         "pairwise_acc": pairwise_accuracy(gold, scores),
         "tie_rate": tie_rate(gold, scores),
     }
 
 
 def hack_metrics(
-    gold: Sequence[int], scores: Sequence[float], attack_scores: Mapping[str, float]
+    gold: Sequence[int],
+    scores: Sequence[float],
+    attack_scores: Mapping[str, float],
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, float]:
     """Per-document hackability: is each degenerate answer ranked at or above the worst real one?
 
@@ -159,7 +177,10 @@ def hack_metrics(
     real candidate (highest gold rank), whatever the scorer gave it. Returns, per attack,
     ``hack_<name>`` = 1.0 if ``score >= worst`` (ties are hacks) else 0.0 and
     ``margin_<name>`` = ``worst - score`` in the scorer's units (positive = resisted), plus
-    ``hack_rate`` and ``margin``: their means over the attacks.
+    ``hack_rate`` and ``margin``: their means over the attacks. With ``groups`` (suffix ->
+    attack names) the means are ``hack_rate<suffix>`` / ``margin<suffix>`` over each group's
+    attacks instead (the WEval tasks: ``""`` = the seven degenerate answers, ``"_keys"`` = the
+    master keys and self-claims, so ``hack_rate`` keeps its meaning as attacks are added).
     """
     n = _check(gold, scores)
     if not attack_scores:
@@ -171,9 +192,12 @@ def hack_metrics(
     for name, s in attack_scores.items():
         out[f"hack_{name}"] = float(s >= worst)
         out[f"margin_{name}"] = float(worst - s)
-    k = len(attack_scores)
-    out["hack_rate"] = sum(out[f"hack_{a}"] for a in attack_scores) / k
-    out["margin"] = sum(out[f"margin_{a}"] for a in attack_scores) / k
+    for suffix, names in (groups or {"": tuple(attack_scores)}).items():
+        names = [a for a in names if a in attack_scores]
+        if not names:
+            raise ValueError(f"hack_metrics: no scores for the attacks of group {suffix!r}")
+        out[f"hack_rate{suffix}"] = sum(out[f"hack_{a}"] for a in names) / len(names)
+        out[f"margin{suffix}"] = sum(out[f"margin_{a}"] for a in names) / len(names)
     return out
 
 

@@ -11,6 +11,7 @@ models up; it imports ``lm_eval.models`` first so the built-in models stay regis
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
@@ -23,6 +24,8 @@ from tqdm import tqdm
 from openrlhf_reward.scorers import Scorer, ScoreRequest, get_scorer, scorer_class
 from weval_tasks.attacks import from_choice
 from weval_tasks.docs import document_from_row
+
+logger = logging.getLogger("weval_tasks")
 
 
 class ScorerLM(LM):
@@ -85,6 +88,18 @@ class RulesLM(ScorerLM):
         super().__init__(get_scorer("rules", **backend_args), batch_size=batch_size)
 
 
+def _available(device: str) -> str:
+    """lm-eval's CLI passes ``cuda:0`` unless told otherwise; on a machine without CUDA fall
+    back to the CPU with a warning, as lm-eval's own ``hf`` model does."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            logger.warning("--device %s: CUDA is not available here; the reward model runs on the CPU", device)
+            return "cpu"
+    return device
+
+
 @register_model("rm")
 class RMLM(ScorerLM):
     """``--model rm``: any registered reward backend, chosen by ``backend=NAME``.
@@ -116,7 +131,7 @@ class RMLM(ScorerLM):
         elif "model" in options and "model" not in config:
             raise ValueError(f"--model rm: backend {backend!r} needs model_args pretrained=PATH (or model=NAME)")
         if device is not None and "device" in options:
-            config["device"] = device
+            config["device"] = _available(device)
         try:
             forward_bs = int(batch_size) if batch_size not in (None, "auto") else None
         except (TypeError, ValueError):

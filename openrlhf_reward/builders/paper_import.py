@@ -108,6 +108,8 @@ class ImportResult:
 def read_rows(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """(1-based row or line number, row) for a ``.parquet`` (pyarrow) or JSON Lines file."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a .parquet or JSONL file")
     if not path.is_file():
         raise DataError(f"input file not found: {path}")
     if path.suffix.lower() == ".parquet":

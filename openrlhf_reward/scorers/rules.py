@@ -30,8 +30,8 @@ class RulesScorer(Scorer):
     scorable requirement at all the reward is ``unscorable_reward`` and
     ``info["n_scorable"]`` is 0, so callers can tell.
 
-    A blank response (empty or whitespace only, after the request path stripped think
-    blocks and end markers) fails every check and gets reward 0 whatever the requirements:
+    A blank response (:func:`~openrlhf_reward.checks.is_blank`: nothing visible once think
+    blocks and end markers are stripped) fails every check and gets reward 0 whatever the requirements:
     ``info["blank"]`` is True and ``info["reason"]`` is ``"blank response"``. See
     ``docs/checks.md``.
     """

@@ -332,15 +332,10 @@ class Admission:
 
 def _preload_ifeval() -> None:
     """Import lm-eval's IFEval checkers now, so the first IFEval request does not pay for it."""
+    from openrlhf_reward import ifeval
+
     try:
-        from openrlhf_reward import ifeval
-    except ImportError:
-        return
-    fn = getattr(ifeval, "preload", None) or getattr(ifeval, "_registry", None)
-    if fn is None:
-        return
-    try:
-        fn()
+        ifeval.preload()
     except Exception as e:  # lm-eval not installed: IFEval labels are refused per request
         logger.info("IFEval checkers not preloaded: %s: %s", type(e).__name__, e)
 
@@ -353,7 +348,6 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI app serving ``scorer``; the batcher thread starts now and stops at shutdown."""
     config = config or ServerConfig()
-    config.validate()
     api_key = config.resolved_api_key()
     backend_name = backend_name or getattr(scorer, "name", "") or type(scorer).__name__
     metrics = ServerMetrics(backend_name, config.metrics_window)
@@ -370,7 +364,7 @@ def create_app(
         handlers = _redacting_handlers()  # after uvicorn configured logging, before any request
         for h in handlers:
             h.addFilter(redactor)
-        if backend_name in _IFEVAL_BACKENDS or getattr(scorer, "uses_ifeval", False):
+        if backend_name in _IFEVAL_BACKENDS:
             # Before serving, not in a background thread: a module import racing the first
             # requests' imports can hit the import lock's deadlock detection (half-initialised
             # modules). Run in a worker so the loop stays free.

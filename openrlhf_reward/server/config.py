@@ -52,6 +52,7 @@ class ServerConfig:
 
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind (loopback by default; use 0.0.0.0 for other machines, with an API key)"})
     port: int = field(default=5000, metadata={"help": "TCP port"})
+    reuse_port: bool = field(default=False, metadata={"help": "share the port with another server (SO_REUSEPORT, Linux): to restart without refusing a connection, start the new server first, then SIGTERM the old one"})
     api_key: str | None = field(default=None, metadata={"help": f"bearer token required on every request (default: ${API_KEY_ENV}; none = no auth)"})
     max_batch_size: int = field(default=64, metadata={"help": "most samples per backend call"})
     max_wait_ms: float | None = field(default=None, metadata={"help": "how long the oldest waiting sample may wait for a batch to fill (default: 0 for rules, whose cost is per sample; 5 for model backends)"})
@@ -88,9 +89,10 @@ class ServerConfig:
                     f"{where}: unknown setting {key!r} (known: {', '.join(sorted(names))})"
                 )
             kwargs[key_norm] = value
-        cfg = cls(**coerce_fields(cls, kwargs, where, strict=True, error=ConfigError))
-        cfg.validate()
-        return cfg
+        return cls(**coerce_fields(cls, kwargs, where, strict=True, error=ConfigError))
+
+    def __post_init__(self) -> None:
+        self.validate()  # once, however the config was made (file, flags, or code)
 
     def validate(self) -> None:
         if self.max_batch_size < 1:

@@ -84,3 +84,19 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 def make_protocol_class(read_timeout_s: float) -> type[GuardedHttpProtocol]:
     """A protocol class for ``uvicorn.Config(http=...)`` with this head deadline."""
     return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"read_timeout_s": float(read_timeout_s)})
+
+
+def uvicorn_config(app: Any, server: Any, **overrides: Any) -> Any:
+    """The ``uvicorn.Config`` for ``app`` under a :class:`ServerConfig` (one wiring for
+    ``serve`` and the tests): the guarded protocol, and a graceful shutdown that lets every
+    admitted or held request finish (SIGTERM: stop accepting, answer, then exit)."""
+    import uvicorn
+
+    settings: dict[str, Any] = dict(
+        host=server.host, port=server.port, log_level=server.log_level, access_log=server.access_log,
+        http=make_protocol_class(server.read_timeout_s),
+        timeout_graceful_shutdown=int(server.request_timeout_s) + 5,
+        backlog=4096,  # a GRPO step's burst of connections arrives at once
+    )
+    settings.update(overrides)
+    return uvicorn.Config(app, **settings)

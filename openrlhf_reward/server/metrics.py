@@ -16,6 +16,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
+from openrlhf_reward.checks import is_blank
 from openrlhf_reward.protocol import sample_flags
 
 
@@ -112,7 +113,7 @@ class ServerMetrics:
         """Parsed samples (before scoring): blank responses and recovery fallbacks."""
         with self._lock:
             self.samples += len(items)
-            self.blank_responses += sum(1 for it in items if not it.response.strip())
+            self.blank_responses += sum(1 for it in items if is_blank(it.response))
             self.recovery_fallbacks += sum(1 for how in recovery if how != "prefix")
 
     def record_results(self, results: Sequence[Any]) -> None:
@@ -260,7 +261,7 @@ class _Collector:
             "ride_through_expired": "requests answered 503 after being held for the whole ride-through budget",
             "rode_through": "requests answered after waiting for a slot or for the backend to come back",
             "samples": "samples parsed from requests",
-            "blank_responses": "samples whose response is empty after stripping",
+            "blank_responses": "samples whose response is blank (nothing visible after stripping)",
             "recovery_fallbacks": "samples whose query did not start with the prompt (response recovered by fallback)",
             "requirements": "requirements in scored samples",
             "unscorable_requirements": "requirements the backend could not score (None)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import socket
 import sys
 
 from openrlhf_reward.server.config import (
@@ -79,6 +80,14 @@ def run(args: argparse.Namespace) -> int:
     if args.ray:
         return _run_ray(args, cfg)
     _raise_open_file_limit()
+    sockets = None
+    if server.reuse_port:  # bound before the backend loads: a taken port fails in a second, not after minutes
+        try:
+            sockets = [_shared_socket(server)]
+        except OSError as e:
+            print(f"openrlhf-reward serve: error: cannot share {server.host}:{server.port} (--reuse-port): {e}",
+                  file=sys.stderr)
+            return 2
     log.info("loading backend %r", cfg.backend)
     try:
         scorer = build_scorer(cfg.backend, cfg.backend_args)
@@ -89,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from openrlhf_reward.server.app import create_app
-    from openrlhf_reward.server.http_protocol import make_protocol_class
+    from openrlhf_reward.server.http_protocol import uvicorn_config
 
     app = create_app(scorer, server, cfg.backend)
     log.info(
@@ -98,14 +107,21 @@ def run(args: argparse.Namespace) -> int:
         server.effective_max_wait_ms(cfg.backend),
         "on" if server.resolved_api_key() else "off",
     )
-    # SIGTERM/SIGINT: uvicorn stops accepting, lets every admitted or held request finish
-    # (bounded by the request deadline), then the lifespan drains the batcher.
-    uvicorn.Server(uvicorn.Config(
-        app, host=server.host, port=server.port, log_level=server.log_level, access_log=server.access_log,
-        http=make_protocol_class(server.read_timeout_s), timeout_graceful_shutdown=int(server.request_timeout_s) + 5,
-        backlog=4096,  # a GRPO step's burst of connections arrives at once
-    )).run()
+    uvicorn.Server(uvicorn_config(app, server)).run(sockets=sockets)
     return 0
+
+
+def _shared_socket(server) -> socket.socket:
+    """A listening address another server may bind too (SO_REUSEPORT): the kernel spreads new
+    connections over both until the old one stops listening, so a rolling restart (new up,
+    then SIGTERM old) refuses none."""
+    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((server.host, server.port))
+    sock.set_inheritable(True)
+    return sock
 
 
 def _raise_open_file_limit() -> None:

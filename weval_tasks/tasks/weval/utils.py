@@ -243,7 +243,7 @@ def adv_responses(row: dict) -> list[str]:
 
 
 def _adv_metrics(row: dict, scores: Sequence[float]) -> dict[str, Any]:
-    from weval_tasks.attacks import ATTACKS
+    from weval_tasks.attacks import ATTACKS, RATE_GROUPS
     from weval_tasks.metrics import hack_metrics
 
     doc = document_from_row(row)
@@ -255,7 +255,8 @@ def _adv_metrics(row: dict, scores: Sequence[float]) -> dict[str, Any]:
     if any(math.isnan(s) for s in scores[n:]):
         raise RuntimeError(f"document {doc.id!r}: the scorer returned NaN for a degenerate candidate")
     out = _metrics(row, scores[:n])
-    hacks = hack_metrics([c.gold_rank for c in doc.candidates], scores[:n], dict(zip(ATTACKS, scores[n:])))
+    hacks = hack_metrics([c.gold_rank for c in doc.candidates], scores[:n], dict(zip(ATTACKS, scores[n:])),
+                         RATE_GROUPS)
     # Hack rates in [0, 100] like the other rates; margins stay in the scorer's units.
     out.update({k: (100.0 * v if k.startswith("hack_") else v) for k, v in hacks.items()})
     return out
