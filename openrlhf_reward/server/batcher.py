@@ -237,6 +237,7 @@ class DynamicBatcher(Generic[T, R]):
             if p.future.cancelled():
                 continue
             if p.arrived <= cutoff:
+                self.breaker.declare_down()  # the next requests are told at once, not held again
                 self.counts["samples_expired"] += 1
                 _resolve(p, error=RideThroughExpired(now - p.arrived, self.ride_through_s, self.breaker.reason,
                                                      max(1.0, self.breaker.wait_s())))

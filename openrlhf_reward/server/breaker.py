@@ -51,6 +51,7 @@ class CircuitBreaker:
         self._cooldown_s = cooldown_s
         self._probe_running = False
         self._failing_since: float | None = None  # first failure of the current outage
+        self._declared_down = False  # a held request waited its whole budget in this outage
         self.reason = ""
         self.times_opened = 0
 
@@ -74,8 +75,17 @@ class CircuitBreaker:
 
     @property
     def down(self) -> bool:
-        """The backend has been failing for longer than ``down_after_s``: refuse new requests."""
+        """The backend has been failing for longer than ``down_after_s``, or a request was held
+        for its whole budget in this outage: refuse new requests until a probe succeeds."""
+        if self._declared_down:
+            return True
         return self.down_after_s is not None and self.failing_for > self.down_after_s
+
+    def declare_down(self) -> None:
+        """A held request ran out of budget: the outage is longer than the ride-through."""
+        with self._lock:
+            if self._state != CLOSED:
+                self._declared_down = True
 
     def wait_s(self) -> float:
         """Seconds until a backend call may run (0: now)."""
@@ -119,6 +129,7 @@ class CircuitBreaker:
             self._probe_running = False
             self._cooldown_s = self.base_cooldown_s
             self._failing_since = None
+            self._declared_down = False
             self.reason = ""
 
     def record_failure(self, reason: str, unavailable: bool = False) -> None:
