@@ -144,3 +144,31 @@ def test_basic_auth_takes_the_key_as_password_only():
         assert basic(f"{KEY}:") == 401  # the key as user name
         assert basic(KEY) == 401  # no colon at all
         assert basic(f"{KEY}:wrong") == 401
+
+
+def test_the_worst_legal_requests_starve_no_one():
+    """40k requirements (refused at the count) and ten 256-character near-miss keywords on
+    1 MB, sent together with small requests and /health probes: everyone gets an answer."""
+    import concurrent.futures
+
+    near = "a" * 255 + "b"
+    keywords = {"requirements": [
+        {"id": f"c{i}", "type": "content", "text": "t",
+         "check": {"kind": "ifeval", "instruction_id": "keywords:existence", "kwargs": {"keywords": [near[:-1] + c]}}}
+        for i, c in enumerate("bcdefghijk")]}
+    heavy = {"query": ["p " + "a" * (1 << 20)], "prompts": ["p "], "labels": [keywords]}
+    many = {"query": ["p x"], "prompts": ["p "], "labels": [{"requirements": [
+        {"id": f"c{i}", "type": "style", "text": "Lowercase.", "check": {"kind": "lowercase"}} for i in range(40_000)]}]}
+    with ServerThread(get_scorer("rules"), "rules", max_body_bytes=8 << 20) as s:
+        post = lambda body: httpx.post(s.url + "/get_reward", json=body, timeout=120)  # noqa: E731
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            big = [pool.submit(post, heavy) for _ in range(4)] + [pool.submit(post, many) for _ in range(2)]
+            small = [pool.submit(post, GOOD) for _ in range(40)]
+            health = [pool.submit(httpx.get, s.url + "/health", timeout=120) for _ in range(40)]
+            assert [f.result().status_code for f in big[:4]] == [200] * 4
+            assert all(r.json()["rewards"] == [0.0] for r in (f.result() for f in big[:4]))  # every keyword missing
+            refused = [f.result() for f in big[4:]]
+            assert [r.status_code for r in refused] == [422, 422]
+            assert all(r.json()["field"] == "labels[0].requirements" for r in refused)
+            assert [f.result().status_code for f in small] == [200] * 40
+            assert [f.result().status_code for f in health] == [200] * 40
