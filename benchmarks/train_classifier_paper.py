@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder with writing_subset.parquet")
     p.add_argument("--out", type=Path, default=Path("/tmp/train_classifier_paper"))
     p.add_argument("--max-minutes", type=float, default=12.0, help="training time budget")
-    p.add_argument("--eval-groups", type=int, default=100, help="groups of 0-404 held out for the figure")
+    p.add_argument("--eval-groups", type=int, default=80, help="groups of 0-404 held out for the figure")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-5)
@@ -176,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-model", default=None, help="default: the train-classifier default (MiniLM)")
     p.add_argument("--bootstrap", type=int, default=2000)
     p.add_argument("--png", type=Path, default=None, help="also save the figure here")
+    p.add_argument("--train-eval-fraction", type=float, default=0.03,
+                   help="share of the training groups train-classifier holds out for its own loss")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="score this checkpoint (a previous run's OUT/ckpt, same split) instead of training")
     p.add_argument("--no-weval-cli", action="store_true", help="skip the weval command check on the demo set")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     from openrlhf_reward.builders.adherence import split_groups
     from openrlhf_reward.schema import load_weval_jsonl
     from openrlhf_reward.scorers import get_scorer
-    from openrlhf_reward.train_classifier import TrainSettings, train_classifier
+    from openrlhf_reward.train_classifier import TrainResult, TrainSettings, train_classifier
 
     t_start, load0 = time.perf_counter(), os.getloadavg()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -209,10 +213,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(train_ids)} training groups, {len(held_ids)} held-out groups (seed {a.seed})", flush=True)
 
     ckpt = a.out / "ckpt"
-    settings = TrainSettings(base_model=a.base_model, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                             max_length=a.max_length, eval_fraction=0.05, seed=a.seed, max_minutes=a.max_minutes,
-                             threads=a.threads, logging_steps=10)
-    r = train_classifier(a.out / "train.jsonl", ckpt, settings)
+    if a.checkpoint:
+        ckpt = a.checkpoint
+        r = TrainResult(**json.loads((ckpt / "train_classifier.json").read_text()))
+    else:
+        settings = TrainSettings(base_model=a.base_model, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                                 max_length=a.max_length, eval_fraction=a.train_eval_fraction, seed=a.seed,
+                                 max_minutes=a.max_minutes, threads=a.threads, logging_steps=10)
+        r = train_classifier(a.out / "train.jsonl", ckpt, settings)
     print(f"trained: {r.steps}/{r.planned_steps} steps (batch {a.batch_size}, {r.steps * a.batch_size} rows seen of "
           f"{r.train_rows}) in {r.train_seconds:.0f} s, {'stopped by the time budget' if r.stopped_by_budget else 'done'}; "
           f"train-side held-out groups: {r.held_out}", flush=True)

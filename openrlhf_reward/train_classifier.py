@@ -88,6 +88,8 @@ class TrainResult:
     train_groups: int
     eval_rows: int
     eval_groups: int
+    train_group_ids: list[str] = field(default_factory=list)
+    eval_group_ids: list[str] = field(default_factory=list)
     log: list[dict[str, Any]] = field(default_factory=list)
     held_out: dict[str, float] = field(default_factory=dict)
     loss_png: str | None = None
@@ -258,7 +260,8 @@ def train_classifier(input_path: str | Path, output: str | Path, settings: Train
     result = TrainResult(
         checkpoint=str(out), base_model=base, steps=int(trainer.state.global_step), planned_steps=planned,
         train_seconds=round(train_seconds, 1), stopped_by_budget=budget.hit, train_rows=len(train_rows),
-        train_groups=len(train_ids), eval_rows=len(eval_rows), eval_groups=len(eval_ids), log=log, held_out=held,
+        train_groups=len(train_ids), eval_rows=len(eval_rows), eval_groups=len(eval_ids),
+        train_group_ids=train_ids, eval_group_ids=eval_ids, log=log, held_out=held,
         loss_png=str(png) if plot_loss(log, png, title) else None, settings=asdict(s),
     )
     (out / "train_classifier.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
