@@ -21,8 +21,8 @@ BERT with a fresh 2-label head). Measured on this project's 2-core CPU, one trai
 epoch of the paper's writing_subset, SmolLM2 about 5 % of it. Bigger bases
 (``--base-model``, e.g. a 0.5B decoder) are for GPU nodes: recipes/train_classifier.sh.
 
-``--max-minutes`` stops training after the step that crosses the budget; the model is then
-saved as usual (a usable checkpoint; the linear LR schedule is simply cut short). The output
+``--max-minutes`` stops training before the step that would pass the budget (at the mean
+step time so far; always after at least one step); the model is then saved as usual (a usable checkpoint; the linear LR schedule is simply cut short). The output
 folder also gets ``train_classifier.json`` (settings, steps, losses, held-out metrics) and,
 with matplotlib, ``loss.png``. ``--eval-fraction`` holds out whole groups (documents) for the
 held-out loss and accuracy; they are never trained on.
@@ -215,7 +215,8 @@ def train_classifier(input_path: str | Path, output: str | Path, settings: Train
     )
 
     class Budget(TrainerCallback):
-        """Stop after the step that crosses ``max_minutes`` of training (then save as usual)."""
+        """Stop when another step (at the mean pace so far) would pass ``max_minutes`` of
+        training, so training stays within the budget; then save as usual."""
 
         def __init__(self) -> None:
             self.t0 = time.monotonic()
@@ -225,7 +226,9 @@ def train_classifier(input_path: str | Path, output: str | Path, settings: Train
             self.t0 = time.monotonic()
 
         def on_step_end(self, args, state, control, **kw):
-            if s.max_minutes is not None and time.monotonic() - self.t0 >= 60.0 * s.max_minutes:
+            elapsed = time.monotonic() - self.t0
+            pace = elapsed / max(1, state.global_step)
+            if s.max_minutes is not None and elapsed + pace >= 60.0 * s.max_minutes:
                 self.hit = True
                 control.should_training_stop = True
                 control.should_log = True  # the last window's loss is kept in the curve
