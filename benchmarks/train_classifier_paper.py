@@ -172,12 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (this machine: 2 shared cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads; on a shared, loaded CPU one thread is much faster than two")
     p.add_argument("--base-model", default=None, help="default: the train-classifier default (MiniLM)")
     p.add_argument("--bootstrap", type=int, default=2000)
     p.add_argument("--png", type=Path, default=None, help="also save the figure here")
     p.add_argument("--train-eval-fraction", type=float, default=0.03,
                    help="share of the training groups train-classifier holds out for its own loss")
+    p.add_argument("--reuse-data", action="store_true",
+                   help="reuse OUT/train.jsonl and OUT/held_out.jsonl of a previous run (skips import-paper)")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="score this checkpoint (a previous run's OUT/ckpt, same split) instead of training")
     p.add_argument("--no-weval-cli", action="store_true", help="skip the weval command check on the demo set")
@@ -196,16 +199,26 @@ def main(argv: list[str] | None = None) -> int:
     t_start, load0 = time.perf_counter(), os.getloadavg()
     a.out.mkdir(parents=True, exist_ok=True)
     full = a.out / "ws_all.jsonl"
-    if cli.main(["import-paper", "--input", str(a.paper_data / "writing_subset.parquet"), "--output", str(full)]):
+    if a.reuse_data and (a.out / "train.jsonl").is_file() and (a.out / "held_out.jsonl").is_file():
+        # a previous run's split of groups 0-404, same --eval-groups/--seed (checked below)
+        lines = (a.out / "train.jsonl").read_text().splitlines() + (a.out / "held_out.jsonl").read_text().splitlines()
+        lines.sort(key=lambda line: json.loads(line)["id"])
+        lines += [""] * (506 - len(lines))  # stand-ins for the reserved groups, never read
+    elif cli.main(["import-paper", "--input", str(a.paper_data / "writing_subset.parquet"), "--output", str(full)]):
         raise SystemExit("import-paper failed")
-    lines = full.read_text().splitlines()
-    full.unlink()  # the reserved base prompts 405-505 leave with it
+    else:
+        lines = full.read_text().splitlines()
+        full.unlink()  # the reserved base prompts 405-505 leave with it
     if len(lines) != 506:
         raise SystemExit(f"expected 506 writing_subset groups, got {len(lines)}")
     dev = lines[:DEV_GROUPS]
     ids = [json.loads(line)["id"] for line in dev]
     train_ids, held_ids = split_groups(ids, a.eval_groups / len(ids), a.seed)
     assert not set(train_ids) & set(held_ids)
+    if a.reuse_data:
+        old_held = [json.loads(line)["id"] for line in (a.out / "held_out.jsonl").read_text().splitlines()]
+        if sorted(old_held) != sorted(held_ids):
+            raise SystemExit("--reuse-data: the saved split differs from this --eval-groups/--seed")
     held_set = set(held_ids)
     (a.out / "train.jsonl").write_text("".join(f"{line}\n" for i, line in zip(ids, dev, strict=True) if i not in held_set))
     (a.out / "held_out.jsonl").write_text("".join(f"{line}\n" for i, line in zip(ids, dev, strict=True) if i in held_set))
