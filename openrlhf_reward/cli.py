@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "serve": "openrlhf_reward.server.serve_cmd",
     "reward-func-path": "openrlhf_reward.server.reward_func_path_cmd",
     "demo-model": "openrlhf_reward.demo_model",
+    "build-adherence": "openrlhf_reward.builders.adherence",
+    "train-classifier": "openrlhf_reward.train_classifier",
 }
 
 
@@ -50,9 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Arguments naming files a command reads / writes (the builders' flags).
 _INPUT_ARGS = ("input", "seeds")
-_OUTPUT_ARGS = ("output", "rejects")
+_OUTPUT_ARGS = ("output", "rejects", "eval_output")
+# Commands whose --output is a folder (a checkpoint), not a file.
+_FOLDER_OUTPUT_COMMANDS = frozenset({"train-classifier"})
 # Commands whose output is a JSONL of rows: finishing with none is a failure.
-_ROW_COMMANDS = frozenset({"build-grpo", "import-ifeval", "import-paper", "build-weval", "build-pairs"})
+_ROW_COMMANDS = frozenset({"build-grpo", "import-ifeval", "import-paper", "build-weval", "build-pairs",
+                           "build-adherence"})
 
 
 class UsageError(Exception):
@@ -70,7 +75,7 @@ def _preflight(args: argparse.Namespace) -> None:
 
     inputs = [p.resolve() for p in _paths(args, _INPUT_ARGS)]
     for out in _paths(args, _OUTPUT_ARGS):
-        if out.is_dir():
+        if out.is_dir() and getattr(args, "command", None) not in _FOLDER_OUTPUT_COMMANDS:
             raise UsageError(f"output path {out} is a directory; give a file name")
         if out.resolve() in inputs:
             raise UsageError(f"output {out} is the input file; write to another path")

@@ -32,6 +32,7 @@ WORKFLOW_RECIPES = (
     "eval_weval.sh",
     "build_pairs.sh",
     "train_rm_bt.sh",
+    "train_classifier.sh",
     "serve_rm.sh",
     "train_grpo.sh",
     "train_grpo_multinode.sh",

@@ -393,6 +393,8 @@ def _all_project_commands(env_for, tmp_path) -> list[list[str]]:
                            "REWARD_URLS": "http://a:5000/get_reward?api_key=k,http://b:5001/get_reward",
                            "WEVAL_DATA": str(config), "LIMIT": "3"}, []),
         ("train_grpo.sh", {"REWARD_CONFIG": str(config)}, []),
+        ("train_classifier.sh", {}, []),
+        ("train_classifier.sh", {"MODEL": "", "MAX_MINUTES": "5"}, ["--threads", "4"]),
     ]
     cmds = []
     for script, overrides, args in runs:
@@ -456,7 +458,8 @@ def test_project_commands_parse_with_their_own_parsers(env_for, tmp_path):
 
     cmds = _all_project_commands(env_for, tmp_path)
     ours = find(cmds, "openrlhf-reward")
-    assert {c[1] for c in ours} == {"build-weval", "build-pairs", "build-grpo", "serve", "reward-func-path"}
+    assert {c[1] for c in ours} == {"build-weval", "build-pairs", "build-grpo", "serve", "reward-func-path",
+                                    "train-classifier"}
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices
     for argv in ours:
@@ -747,3 +750,17 @@ def test_train_cerm_dry_run_creates_nothing(env_for, tmp_path):
     assert dry_run("train_cerm.sh", env_for(PAIRS=str(tmp_path / "p.jsonl")))
     leftovers = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert not leftovers, f"DRY_RUN wrote files: {leftovers}"
+
+
+def test_train_classifier_recipe_flags(env_for):
+    from openrlhf_reward.cli import build_parser
+
+    (default,) = find(dry_run("train_classifier.sh", env_for()), "openrlhf-reward")
+    args = build_parser().parse_args(default[1:])
+    assert args.command == "train-classifier" and args.base_model == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert args.input.endswith("/weval/weval.jsonl") and args.output.endswith("/rm_classifier/model")
+    assert args.max_minutes is None and args.max_length == 1024 and args.seed == 42
+    (cpu,) = find(dry_run("train_classifier.sh", env_for(MODEL="", MAX_MINUTES="12", LR="1e-4"), ["--threads", "2"]),
+                  "openrlhf-reward")
+    args = build_parser().parse_args(cpu[1:])
+    assert args.base_model is None and args.max_minutes == 12.0 and args.lr == 1e-4 and args.threads == 2

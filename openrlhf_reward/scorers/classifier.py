@@ -85,6 +85,15 @@ class ClassifierScorer(Scorer):
         if self.rm.layout != HF_SEQ_CLS:  # pragma: no cover - expect_outputs=2 already excludes it
             raise CheckpointError(f"backend {self.name!r} needs a 2-label sequence classifier")
         self.tokenizer = self.rm.tokenizer
+        # Encoders have a fixed position table (MiniLM/BERT: 512): cut at the length the
+        # checkpoint declares (train-classifier saves its training length as the tokenizer's
+        # model_max_length) rather than overrun it with the 4096 default.
+        if not self.rm.last_token:
+            declared = [int(v) for v in (getattr(self.tokenizer, "model_max_length", None),
+                                         self.rm.config_json.get("max_position_embeddings"))
+                        if isinstance(v, int) and 1 < v < 1_000_000]
+            if declared and min(declared) < int(self.config.max_length):
+                self.config.max_length = min(declared)
 
     def format_text(self, instruction: str, response: str, requirement: str) -> str:
         return self.config.template.format(answer=response, question=requirement, instruction=instruction)
