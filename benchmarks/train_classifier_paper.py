@@ -74,36 +74,32 @@ def per_document(docs: Sequence[Any], scores: Sequence[Sequence[float]]) -> list
 
 
 def summarise(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, dict[str, float]]:
-    """Mean over documents and a 95 % percentile bootstrap CI (documents resampled)."""
-    import numpy as np
+    """Mean over documents and a 95 % percentile bootstrap CI (documents resampled), with
+    ``weval report``'s bootstrap; per-type accuracies pooled over documents as it pools them."""
+    from weval_tasks.stats import bootstrap
 
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(rows), size=(n_boot, len(rows)))
+    per_doc = {k: [r[k] for r in rows] for k in METRICS}
+    ratios = {}
+    for t in TYPES:
+        c = [r["types"].get(t, (0, 0))[0] for r in rows]
+        n = [r["types"].get(t, (0, 0))[1] for r in rows]
+        if sum(n):
+            ratios[f"type_{t}"] = (c, n)
+    ci = bootstrap(per_doc, ratios, n_resamples=n_boot, seed=seed)
     out: dict[str, dict[str, float]] = {}
-    for k in METRICS:
-        v = np.array([r[k] for r in rows])
-        boots = v[idx].mean(axis=1)
-        out[k] = {"mean": float(v.mean()), "lo": float(np.percentile(boots, 2.5)), "hi": float(np.percentile(boots, 97.5))}
-    for t in TYPES:  # pooled over documents, as weval report pools them
-        c = np.array([r["types"].get(t, (0, 0))[0] for r in rows], dtype=float)
-        n = np.array([r["types"].get(t, (0, 0))[1] for r in rows], dtype=float)
-        if n.sum() == 0:
-            continue
-        bc, bn = c[idx].sum(axis=1), n[idx].sum(axis=1)
-        boots = 100.0 * bc[bn > 0] / bn[bn > 0]
-        out[f"type_{t}"] = {"mean": float(100.0 * c.sum() / n.sum()), "lo": float(np.percentile(boots, 2.5)),
-                            "hi": float(np.percentile(boots, 97.5)), "pairs": int(n.sum())}
+    for k, v in per_doc.items():
+        out[k] = {"mean": sum(v) / len(v), "lo": ci[k][0], "hi": ci[k][1]}
+    for k, (c, n) in ratios.items():
+        out[k] = {"mean": 100.0 * sum(c) / sum(n), "lo": ci[k][0], "hi": ci[k][1], "pairs": int(sum(n))}
     return out
 
 
 def paired_diff(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str, n_boot: int, seed: int) -> dict[str, float]:
     """Mean difference a - b of ``key`` with a paired 95 % bootstrap CI over documents."""
-    import numpy as np
+    from weval_tasks.stats import paired_bootstrap
 
-    d = np.array([x[key] - y[key] for x, y in zip(a, b, strict=True)])
-    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
-    boots = d[idx].mean(axis=1)
-    return {"mean": float(d.mean()), "lo": float(np.percentile(boots, 2.5)), "hi": float(np.percentile(boots, 97.5))}
+    d = paired_bootstrap({key: [x[key] for x in a]}, {key: [y[key] for y in b]}, n_resamples=n_boot, seed=seed)[key]
+    return {"mean": d["diff"], "lo": d["ci95"][0], "hi": d["ci95"][1]}
 
 
 def fmt(c: dict[str, float]) -> str:
