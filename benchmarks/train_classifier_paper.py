@@ -1,7 +1,7 @@
 """The paper's kind of reward model, trained here: a per-requirement adherence classifier
 learned from requirement dropout on the paper's writing_subset, against length and rules.
 
-    python -m benchmarks.train_classifier_paper --paper-data /work/shared/data/paper \\
+    python -m benchmarks.train_classifier_paper --paper-data PAPER_DIR \\
         --out /tmp/tcp_run [--max-minutes 12] [--eval-groups 100] [--png docs/img/train_classifier_paper.png]
 
 Data discipline (issue 21): writing_subset has 506 base prompts (one WEval document each after
@@ -158,8 +158,8 @@ def plot(path: Path, log: list[dict[str, Any]], held: dict[str, Any], demo: dict
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--paper-data", type=Path, default=Path("/work/shared/data/paper"),
-                   help="folder with writing_subset.parquet")
+    p.add_argument("--paper-data", type=Path, required=True,
+                   help="folder with the paper's writing_subset.parquet (docs/data.md: where to get it)")
     p.add_argument("--out", type=Path, default=Path("/tmp/train_classifier_paper"))
     p.add_argument("--max-minutes", type=float, default=12.0, help="training time budget")
     p.add_argument("--eval-groups", type=int, default=80, help="groups of 0-404 held out for the figure")

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from openrlhf_reward.scorers import ScoreResult
+from openrlhf_reward.scorers.base import Scorer
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -91,3 +94,37 @@ def stop(proc: subprocess.Popen) -> str:
         proc.kill()
         out, _ = proc.communicate()
     return out or ""
+
+
+# --------------------------------------------------------------------------- backend doubles
+
+
+class GateScorer(Scorer):
+    """Test double: blocks in ``score`` until ``release`` is set (a genuinely slow backend)."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def score(self, batch):
+        self.entered.set()
+        assert self.release.wait(120), "test never released the backend"
+        return [ScoreResult(1.0) for _ in batch]
+
+
+class SwitchScorer(Scorer):
+    """Test double: raises ``error`` while set, else reward 1; counts calls and batch sizes."""
+
+    name = "switch"
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.calls: list[int] = []
+
+    def score(self, batch):
+        self.calls.append(len(batch))
+        if self.error is not None:
+            raise self.error
+        return [ScoreResult(1.0) for _ in batch]

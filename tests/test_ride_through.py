@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from server_utils import ServerThread, start_cli_server, stop, wait_healthy
+from server_utils import GateScorer, ServerThread, start_cli_server, stop, wait_healthy
 
 from openrlhf_reward.scorers import ScoreResult
 from openrlhf_reward.scorers.base import Scorer
@@ -39,22 +39,6 @@ class Outage(Scorer):
         self.calls.append((len(batch), down))
         if down:
             raise ConnectionRefusedError("judge endpoint refused the connection")
-        return [ScoreResult(1.0) for _ in batch]
-
-
-class Gate(Scorer):
-    """Test double: blocks until ``release`` is set."""
-
-    name = "gate"
-    needs_requirements = False
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.entered = threading.Event()
-
-    def score(self, batch):
-        self.entered.set()
-        assert self.release.wait(120), "test never released the backend"
         return [ScoreResult(1.0) for _ in batch]
 
 
@@ -149,8 +133,8 @@ def test_without_ride_through_an_unreachable_backend_fails_at_once():
 
 @pytest.mark.slow
 def test_requests_beyond_max_in_flight_wait_for_a_slot_and_all_get_answers():
-    scorer = Gate()
-    with ServerThread(scorer, "gate", max_in_flight=2, ride_through_s=120) as srv:
+    scorer = GateScorer()
+    with ServerThread(scorer, "gate", require_requirements=False, max_in_flight=2, ride_through_s=120) as srv:
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             futures = [pool.submit(httpx.post, srv.url + "/get_reward", json=BODY, timeout=120) for _ in range(6)]
             assert scorer.entered.wait(60)

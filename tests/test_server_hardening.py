@@ -11,10 +11,16 @@ import time
 
 import httpx
 import pytest
-from server_utils import ServerThread, start_cli_server, stop, wait_healthy
+from server_utils import (
+    GateScorer,
+    ServerThread,
+    SwitchScorer,
+    start_cli_server,
+    stop,
+    wait_healthy,
+)
 
-from openrlhf_reward.scorers import ScoreResult, get_scorer
-from openrlhf_reward.scorers.base import Scorer
+from openrlhf_reward.scorers import get_scorer
 from openrlhf_reward.server.batcher import DynamicBatcher, is_backend_unavailable
 from openrlhf_reward.server.breaker import CircuitBreaker, CircuitOpenError
 
@@ -22,37 +28,6 @@ KEY = "hardening-key-456"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 REQ = {"id": "c1", "type": "style", "text": "Lowercase.", "check": {"kind": "lowercase"}}
 GOOD = {"query": ["P: hello there"], "prompts": ["P: "], "labels": [{"requirements": [REQ]}]}
-
-
-class GateScorer(Scorer):
-    """Test double: blocks in ``score`` until ``release`` is set (a genuinely slow backend)."""
-
-    name = "gate"
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.entered = threading.Event()
-
-    def score(self, batch):
-        self.entered.set()
-        assert self.release.wait(120), "test never released the backend"
-        return [ScoreResult(1.0) for _ in batch]
-
-
-class SwitchScorer(Scorer):
-    """Test double: raises ``error`` while set, else reward 1; counts calls and batch sizes."""
-
-    name = "switch"
-
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-        self.calls: list[int] = []
-
-    def score(self, batch):
-        self.calls.append(len(batch))
-        if self.error is not None:
-            raise self.error
-        return [ScoreResult(1.0) for _ in batch]
 
 
 def post(url: str, body, headers=AUTH, **kw) -> httpx.Response:
