@@ -719,3 +719,30 @@ def test_cerm_against_real_vllm_server(vllm_server):
     assert st["cerm_unparsed"] == sum(r.info["all_unparsed"] for r in results)
     for r in results:
         assert 0.0 <= r.reward <= 1.0 and r.info["mode"] == "cerm"
+
+
+def test_a_hanging_endpoint_fails_the_batch_within_batch_timeout_as_unreachable():
+    """An endpoint that accepts connections and never answers: without a batch deadline the
+    calls' own timeouts and retries, queued behind the concurrency limit, hold one batch for
+    many minutes; with it the batch fails as "unreachable", which the server rides through."""
+    import socket
+
+    from openrlhf_reward.server.batcher import is_backend_unavailable
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(listener.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
+    scorer = get_scorer("judge", base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1", model="m",
+                        timeout=60, max_retries=3, concurrency=2, batch_timeout=0.5)
+    reqs = [Requirement.from_dict({"id": "c1", "type": "style", "text": "Be brief.", "check": None})]
+    try:
+        with pytest.raises(JudgeError, match="batch_timeout") as info:
+            scorer.score([ScoreRequest(prompt="p", response="r", requirements=reqs)] * 8)
+        assert is_backend_unavailable(info.value)
+    finally:
+        scorer.close()
+        listener.close()
+        for c in held:
+            c.close()

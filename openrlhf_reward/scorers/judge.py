@@ -330,6 +330,11 @@ class JudgeConfig:
     )
     concurrency: int = field(default=32, metadata={"help": "maximum chat calls in flight"})
     timeout: float = field(default=60.0, metadata={"help": "seconds per chat call"})
+    batch_timeout: float = field(
+        default=150.0,
+        metadata={"help": "seconds one batch (all its calls and retries) may take; past it the endpoint counts as "
+                          "hanging (unreachable): the reward server holds the batch and probes it (ride-through)"},
+    )
     max_retries: int = field(
         default=3, metadata={"help": "retries of a failed call (connection, timeout, 429, 5xx)"}
     )
@@ -427,8 +432,8 @@ class JudgeScorer(Scorer):
                      "cerm_eval_max_tokens"):
             if int(getattr(cfg, name)) < 1:
                 raise ValueError(f"backend 'judge': {name} must be >= 1, got {getattr(cfg, name)}")
-        if cfg.max_retries < 0 or cfg.timeout <= 0:
-            raise ValueError("backend 'judge': max_retries must be >= 0 and timeout > 0")
+        if cfg.max_retries < 0 or cfg.timeout <= 0 or cfg.batch_timeout <= 0:
+            raise ValueError("backend 'judge': max_retries must be >= 0, timeout and batch_timeout > 0")
         if cfg.cerm_scale not in CERM_SCALES:
             raise ValueError(f"backend 'judge': cerm_scale must be one of {CERM_SCALES}, got {cfg.cerm_scale!r}")
         if cfg.max_response_chars < 0:
@@ -561,7 +566,14 @@ class JudgeScorer(Scorer):
                "cerm": self._cerm_sample}[self.config.mode]
         tasks = [asyncio.ensure_future(one(req)) for req in batch]
         try:
-            results = await asyncio.gather(*tasks)
+            # A batch's calls queue behind the concurrency limit, each with its own retries, so
+            # a hanging endpoint could hold one batch for far longer than any client waits.
+            results = await asyncio.wait_for(asyncio.gather(*tasks), self.config.batch_timeout)
+        except TimeoutError as e:
+            for t in tasks:
+                t.cancel()
+            raise JudgeError(f"judge endpoint {self.config.base_url} did not answer a batch of {len(batch)} "
+                             f"within {self.config.batch_timeout:g} s (batch_timeout)") from e
         except BaseException:
             for t in tasks:
                 t.cancel()
