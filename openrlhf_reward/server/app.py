@@ -402,9 +402,10 @@ def create_app(
         if breaker.down:  # failing for longer than the ride-through budget: say so at once
             metrics.record_request(503)
             metrics.record_refused("down")
-            return unavailable(f"the reward backend {backend_name!r} is down: failing for "
-                               f"{breaker.failing_for:.0f} s (past --ride-through-s {config.ride_through_s:g}); "
-                               f"last failure: {breaker.reason}", max(1.0, breaker.wait_s()))
+            return unavailable(f"the reward backend {backend_name!r} is down: requests waited for it longer than "
+                               f"--ride-through-s ({config.ride_through_s:g} s); probes go on every "
+                               f"{config.breaker_max_cooldown_s:g} s or less; last failure: {breaker.reason}",
+                               max(1.0, breaker.wait_s()))
         # Wait for a slot before reading the body: memory stays within
         # max_body_bytes x max_in_flight however many requests arrive at once.
         waited = await admission.enter(config.ride_through_s)
@@ -486,8 +487,9 @@ def create_app(
             return "error", "the batcher thread has stopped"
         state_ = breaker.state
         if breaker.down:
-            return "degraded", (f"backend down: failing for {breaker.failing_for:.0f} s, past the ride-through "
-                                f"budget; new requests get 503 until a probe succeeds; last: {breaker.reason}")
+            return "degraded", (f"backend down: requests waited for it longer than the ride-through budget "
+                                f"({config.ride_through_s:g} s); new requests get 503 until a probe succeeds; "
+                                f"last: {breaker.reason}")
         if state_ != "closed":
             return "degraded", f"circuit breaker {state_} after backend failures; last: {breaker.reason}"
         started = batcher.call_started
