@@ -210,10 +210,18 @@ def test_wevaladvjudge_with_stock_lm_eval_hf(tmp_path, tiny_lm_dir):
     want = expected_hacks(dict(zip(gold, scores[:n])), dict(zip(ATTACKS, scores[n:])))
     for k, v in {**expected_doc_metrics(gold, scores[:n]), **want}.items():
         assert rec[k] == pytest.approx(v, abs=1e-6), k
-    # the report reads judge samples of this family too
+    # the report reads judge samples of this family too, scoring them as the task does
+    # (normalised verdicts, not the raw log-likelihoods), so its CIs are about the same numbers
     [row] = _rows(tmp_path, out)
     assert row["family"] == "wevaladvjudge"
     assert row["diagnostics"]["n_docs"] == 1
+    from weval_tasks.report import load_run
+
+    [run] = load_run(next(out.rglob("results_*.json")))
+    [entry] = run["per_doc"]
+    for k in ("correlation", "pairwise_acc", "top1", "hack_rate", "hack_rate_keys", "hack_colon", "margin"):
+        assert entry["metrics"][k] == pytest.approx(rec[k], abs=1e-6), k
+    assert 0.0 <= row["diagnostics"]["score_min"] <= row["diagnostics"]["score_max"] <= 1.0
 
 
 def test_wevaladv_through_the_reward_server_gives_the_backend_scores(tmp_path):

@@ -201,6 +201,24 @@ def hack_metrics(
     return out
 
 
+def verdict_scores(results: Sequence) -> list[float]:
+    """Normalised verdicts P(Yes) / (P(Yes) + P(No)) from the judge tasks' (log P(Yes),
+    log P(No)) request pairs, in prompt order: what the tasks score and `weval report` reads
+    back from logged samples."""
+    from openrlhf_reward.scorers.judge import VERDICT_WORDS, normalized_verdict
+
+    lls = [float(r[0]) for r in results]
+    if len(lls) % len(VERDICT_WORDS):
+        raise RuntimeError(f"{len(lls)} log-likelihoods are not (Yes, No) pairs")
+    out = []
+    for k in range(0, len(lls), 2):
+        p = normalized_verdict(lls[k], lls[k + 1])
+        if p is None:  # a softmax never gives both -inf: the model type is broken, not the answer
+            raise RuntimeError(f"verdict prompt {k // 2}: log P(Yes) and log P(No) are both -inf")
+        out.append(p)
+    return out
+
+
 def mean_per_candidate(values: Sequence[float], n_candidates: int) -> list[float]:
     """Mean of consecutive equal-size chunks: one judge score per candidate.
 

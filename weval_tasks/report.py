@@ -91,14 +91,15 @@ Scored = tuple[str, Any, list[float], dict[str, float] | None]  # (task, documen
 def sample_scores(family: str, rec: dict[str, Any]) -> tuple[Any, list[float], dict[str, float] | None]:
     """(document, real candidate scores, {attack: score} or None) of one logged sample."""
     from weval_tasks.docs import document_from_row
-    from weval_tasks.metrics import mean_per_candidate
+    from weval_tasks.metrics import mean_per_candidate, verdict_scores
 
     doc = document_from_row(rec["doc"])
-    values = [float(r[0][0]) for r in rec["resps"]]
     n = len(doc.candidates)
     k = len(_attacks()) if family in ADV_FAMILIES else 0
-    if family.endswith("judge"):
-        values = mean_per_candidate(values, n + k)
+    if family.endswith("judge"):  # (Yes, No) log-likelihood pairs: score them as the tasks do
+        values = mean_per_candidate(verdict_scores([r[0] for r in rec["resps"]]), n + k)
+    else:
+        values = [float(r[0][0]) for r in rec["resps"]]
     if len(values) != n + k:
         raise DataError(f"sample of document {doc.id!r}: {len(values)} scores for {n} candidates + {k} attacks")
     attacks = dict(zip(_attacks(), values[n:])) if k else None

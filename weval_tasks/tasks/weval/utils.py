@@ -20,7 +20,6 @@ from openrlhf_reward.schema import CATEGORIES, REQUIREMENT_TYPES, DataError, loa
 from openrlhf_reward.scorers.judge import (
     DEFAULT_MAX_RESPONSE_CHARS,
     VERDICT_WORDS,
-    normalized_verdict,
     truncate_middle,
     verdict_messages,
     verdict_text,
@@ -28,7 +27,12 @@ from openrlhf_reward.scorers.judge import (
 from weval_tasks import DEMO_DATA
 from weval_tasks.absent import ABSENT_COLUMN, SKIP_ABSENT_ENV
 from weval_tasks.docs import document_from_row, document_to_row
-from weval_tasks.metrics import document_metrics, mean_per_candidate, requirement_type_pairs
+from weval_tasks.metrics import (
+    document_metrics,
+    mean_per_candidate,
+    requirement_type_pairs,
+    verdict_scores,
+)
 
 
 def _data_files(data_files: Any) -> list[str]:
@@ -197,20 +201,6 @@ class VerdictTask(ConfigurableTask):
         args = [(c, delimiter + word) for c in contexts for word in VERDICT_WORDS]
         return [Instance(request_type="loglikelihood", doc=doc, arguments=a, idx=i, **kwargs)
                 for i, a in enumerate(args)]
-
-
-def verdict_scores(results: list) -> list[float]:
-    """Normalised verdicts from the (log P(Yes), log P(No)) request pairs, in prompt order."""
-    lls = [float(r[0]) for r in results]
-    if len(lls) % len(VERDICT_WORDS):
-        raise RuntimeError(f"{len(lls)} log-likelihoods are not (Yes, No) pairs")
-    out = []
-    for k in range(0, len(lls), 2):
-        p = normalized_verdict(lls[k], lls[k + 1])
-        if p is None:  # a softmax never gives both -inf: the model type is broken, not the answer
-            raise RuntimeError(f"verdict prompt {k // 2}: log P(Yes) and log P(No) are both -inf")
-        out.append(p)
-    return out
 
 
 def process_judge(row: dict, results: list) -> dict[str, Any]:
