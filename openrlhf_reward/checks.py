@@ -80,16 +80,18 @@ def _visible_char() -> re.Pattern[str]:
     for cp in (*range(0x30000), *range(0xE0000, 0xE1000)):
         if unicodedata.category(chr(cp)) in _INVISIBLE_CATEGORIES:
             invisible.add(cp)
+    return re.compile(f"[^{_class_body(invisible)}]")
+
+
+def _class_body(codepoints) -> str:
+    """The inside of a regex character class holding exactly ``codepoints``, as ranges."""
     ranges: list[list[int]] = []
-    for cp in sorted(invisible):
+    for cp in sorted(codepoints):
         if ranges and ranges[-1][1] == cp - 1:
             ranges[-1][1] = cp
         else:
             ranges.append([cp, cp])
-    cls = "".join(
-        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
-    )
-    return re.compile(f"[^{cls}]")
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
 
 
 def has_visible(text: str) -> bool:
@@ -147,16 +149,8 @@ def is_blank(text: str) -> bool:
 @lru_cache(maxsize=1)
 def _word_class() -> str:
     """A regex class for word characters: ``\\w`` plus combining marks (any script)."""
-    ranges: list[list[int]] = []
-    for cp in (*range(0x30000), *range(0xE0100, 0xE01F0)):
-        if unicodedata.category(chr(cp)).startswith("M"):
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1][1] = cp
-            else:
-                ranges.append([cp, cp])
-    marks = "".join(
-        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
-    )
+    marks = _class_body(cp for cp in (*range(0x30000), *range(0xE0100, 0xE01F0))
+                        if unicodedata.category(chr(cp)).startswith("M"))
     return rf"[\w{marks}]"
 
 
