@@ -130,6 +130,12 @@ def start_vllm_server(
         "--port", str(port),
         "--max-model-len", str(max_model_len),
         "--dtype", "float32",
+        # vLLM 0.32 on CPU kills its engine when a request that carries a `seed` (our teachers
+        # send one) has a sampled token discarded, which a chunked prefill causes: the CPU
+        # generator has no offset to rewind. Whole prefills, with room for a full batch of
+        # them, avoid that path.
+        "--no-enable-chunked-prefill",
+        "--max-num-batched-tokens", str(max(8192, max_model_len)),
         *(["--enforce-eager"] if enforce_eager else []),
         *extra_args,
     ]
