@@ -41,20 +41,10 @@ recipe_help "$@"
 : "${GRANULARITY:=query}"
 : "${LEVELS:=}"
 : "${SEED:=0}"
-: "${TEACHER_BASE_URL:=}"
-: "${TEACHER_MODEL=Qwen/Qwen2.5-72B-Instruct}" # '=' not ':=': may be set empty with TEACHER_BASE_URL
-: "${TEACHER_TP:=8}"
-: "${TEACHER_PORT:=8000}"
-: "${TEACHER_MAX_MODEL_LEN:=16384}"
-: "${VLLM_ARGS:=}"
-: "${READY_TIMEOUT:=1800}"
-: "${CONCURRENCY:=64}"
-: "${TEMPERATURE:=0.7}"
-: "${MAX_TOKENS:=2048}"
 
 INSTRUCTIONS="$(abspath "$INSTRUCTIONS")"
 OUTPUT_DIR="$(outdir "$OUTPUT_DIR")"
-[ -n "$TEACHER_BASE_URL" ] || [ -n "$TEACHER_MODEL" ] || die "set TEACHER_MODEL (or TEACHER_BASE_URL)"
+teacher_defaults
 [[ "$EVAL_EVERY" =~ ^[0-9]+$ ]] || die "EVAL_EVERY must be a whole number, got '$EVAL_EVERY'"
 
 recipe_log_to "$OUTPUT_DIR" build_pairs

@@ -38,23 +38,13 @@ recipe_help "$@"
 
 : "${SEEDS:=$RUN_DIR/seeds.jsonl}"
 : "${OUTPUT_DIR:=$RUN_DIR/weval}"
-: "${TEACHER_BASE_URL:=}"
-: "${TEACHER_MODEL=Qwen/Qwen2.5-72B-Instruct}" # '=' not ':=': may be set empty with TEACHER_BASE_URL
-: "${TEACHER_TP:=8}"
-: "${TEACHER_PORT:=8000}"
-: "${TEACHER_MAX_MODEL_LEN:=16384}"
-: "${VLLM_ARGS:=}"
-: "${READY_TIMEOUT:=1800}"
-: "${CONCURRENCY:=64}"
-: "${TEMPERATURE:=0.7}"
-: "${MAX_TOKENS:=2048}"
 : "${N_REQUIREMENTS:=5}"
 : "${SEED:=0}"
 : "${LIMIT:=}"
 
 SEEDS="$(abspath "$SEEDS")"
 OUTPUT_DIR="$(outdir "$OUTPUT_DIR")"
-[ -n "$TEACHER_BASE_URL" ] || [ -n "$TEACHER_MODEL" ] || die "set TEACHER_MODEL (or TEACHER_BASE_URL)"
+teacher_defaults
 
 recipe_log_to "$OUTPUT_DIR" build_weval
 need_cmd openrlhf-reward

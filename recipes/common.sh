@@ -184,6 +184,22 @@ json_str() {
   printf '"%s"' "$s"
 }
 
+# teacher_defaults: the defaults of the teacher variables that build_weval.sh documents (a
+# running endpoint, or `vllm serve` on this node), and a check that one of the two is named.
+teacher_defaults() {
+  : "${TEACHER_BASE_URL:=}"
+  : "${TEACHER_MODEL=Qwen/Qwen2.5-72B-Instruct}" # '=' not ':=': may be set empty with TEACHER_BASE_URL
+  : "${TEACHER_TP:=8}"
+  : "${TEACHER_PORT:=8000}"
+  : "${TEACHER_MAX_MODEL_LEN:=16384}"
+  : "${VLLM_ARGS:=}"
+  : "${READY_TIMEOUT:=1800}"
+  : "${CONCURRENCY:=64}"
+  : "${TEMPERATURE:=0.7}"
+  : "${MAX_TOKENS:=2048}"
+  [ -n "$TEACHER_BASE_URL" ] || [ -n "$TEACHER_MODEL" ] || die "set TEACHER_MODEL (or TEACHER_BASE_URL)"
+}
+
 # teacher_up: make sure an OpenAI-compatible teacher endpoint is there. With TEACHER_BASE_URL
 # set, use it as is; otherwise start `vllm serve $TEACHER_MODEL` on this node (stopped when
 # the script exits) and set TEACHER_BASE_URL to it. Reads TEACHER_MODEL, TEACHER_TP,
@@ -211,4 +227,42 @@ teacher_flags() {
   TEACHER_FLAGS=(--teacher openai --base-url "$TEACHER_BASE_URL" --concurrency "$CONCURRENCY")
   [ -n "$TEACHER_MODEL" ] && TEACHER_FLAGS+=(--teacher-model "$TEACHER_MODEL")
   TEACHER_FLAGS+=(--temperature "$TEMPERATURE" --max-tokens "$MAX_TOKENS")
+}
+
+# grpo_args: append to the array `args` the train_ppo_ray flags every GRPO recipe shares (data,
+# rollout, group-normalised advantages with a KL loss, batch sizes, optimiser, DeepSpeed,
+# checkpoints, logs). Reads the variables of the same names that train_grpo.sh documents.
+grpo_args() {
+  args+=(
+    --data.prompt_dataset "$PROMPT_DATA"
+    --data.input_key input
+    --data.label_key label
+    --data.apply_chat_template
+    --data.max_len "$MAX_LEN"
+    --rollout.max_new_tokens "$MAX_NEW_TOKENS"
+    --algo.advantage.estimator group_norm
+    --rollout.n_samples_per_prompt "$N_SAMPLES"
+    --algo.kl.use_loss
+    --algo.kl.estimator "$KL_ESTIMATOR"
+    --algo.kl.init_coef "$KL_COEF"
+    --rollout.batch_size "$ROLLOUT_BATCH_SIZE"
+    --rollout.micro_batch_size "$MICRO_ROLLOUT_BATCH_SIZE"
+    --train.batch_size "$TRAIN_BATCH_SIZE"
+    --train.micro_batch_size "$MICRO_TRAIN_BATCH_SIZE"
+    --rollout.temperature "$TEMPERATURE"
+    --rollout.top_p "$TOP_P"
+    --actor.adam.lr "$ACTOR_LR"
+    --train.num_episodes "$NUM_EPISODES"
+    --train.max_epochs "$MAX_EPOCHS"
+    --train.seed "$SEED"
+    --ds.zero_stage "$ZERO_STAGE"
+    --ds.param_dtype bf16
+    --ds.attn_implementation "$ATTN_IMPL"
+    --ckpt.output_dir "$OUTPUT_DIR/model"
+    --ckpt.path "$OUTPUT_DIR/checkpoints"
+    --ckpt.save_steps "$SAVE_STEPS"
+    --ckpt.save_hf
+    --logger.logging_steps 1
+    --logger.tensorboard_dir "$OUTPUT_DIR/tensorboard"
+  )
 }

@@ -177,37 +177,8 @@ args=(
   --vllm.gpu_memory_utilization "$VLLM_GPU_MEM"
   --vllm.sync_backend nccl
   --reward.remote_url "$REWARD_REMOTE"
-  --data.prompt_dataset "$PROMPT_DATA"
-  --data.input_key input
-  --data.label_key label
-  --data.apply_chat_template
-  --data.max_len "$MAX_LEN"
-  --rollout.max_new_tokens "$MAX_NEW_TOKENS"
-  --algo.advantage.estimator group_norm
-  --rollout.n_samples_per_prompt "$N_SAMPLES"
-  --algo.kl.use_loss
-  --algo.kl.estimator "$KL_ESTIMATOR"
-  --algo.kl.init_coef "$KL_COEF"
-  --rollout.batch_size "$ROLLOUT_BATCH_SIZE"
-  --rollout.micro_batch_size "$MICRO_ROLLOUT_BATCH_SIZE"
-  --train.batch_size "$TRAIN_BATCH_SIZE"
-  --train.micro_batch_size "$MICRO_TRAIN_BATCH_SIZE"
-  --rollout.temperature "$TEMPERATURE"
-  --rollout.top_p "$TOP_P"
-  --actor.adam.lr "$ACTOR_LR"
-  --train.num_episodes "$NUM_EPISODES"
-  --train.max_epochs "$MAX_EPOCHS"
-  --train.seed "$SEED"
-  --ds.zero_stage "$ZERO_STAGE"
-  --ds.param_dtype bf16
-  --ds.attn_implementation "$ATTN_IMPL"
-  --ckpt.output_dir "$OUTPUT_DIR/model"
-  --ckpt.path "$OUTPUT_DIR/checkpoints"
-  --ckpt.save_steps "$SAVE_STEPS"
-  --ckpt.save_hf
-  --logger.logging_steps 1
-  --logger.tensorboard_dir "$OUTPUT_DIR/tensorboard"
 )
+grpo_args
 if [ "$COLOCATE" = all ]; then
   args+=(--train.colocate_all)
   bool "$VLLM_SLEEP" && args+=(--vllm.enable_sleep --ds.enable_sleep)
