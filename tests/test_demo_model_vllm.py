@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from server_utils import ServerThread
-from vllm_fixture import VLLMServer, require_vllm_python, start_vllm_server
+from vllm_fixture import VLLMServer, require_vllm_python, serving
 
 from openrlhf_reward.schema import Requirement, load_weval_jsonl
 from openrlhf_reward.scorers import get_scorer
@@ -33,16 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def demo_vllm(demo_model_dir, tmp_path_factory) -> Iterator[VLLMServer]:
     """vLLM (CPU, fp32) serving SmolLM2-135M-Instruct; one start per module (minutes on 2 cores)."""
-    py = require_vllm_python()
-    try:
-        server = start_vllm_server(demo_model_dir, python=py, served_model_name="smollm2",
-                                   max_model_len=2048, log_dir=tmp_path_factory.mktemp("vllm_demo_log"))
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(demo_model_dir, python=require_vllm_python(), served_model_name="smollm2",
+                       max_model_len=2048, log_dir=tmp_path_factory.mktemp("vllm_demo_log"))
 
 
 def _samples(demo_model_dir) -> list[tuple[str, str, dict]]:

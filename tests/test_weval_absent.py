@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_lm_eval_e2e import read_outputs
 
 from openrlhf_reward.schema import CATEGORIES, DataError, load_weval_jsonl
 from weval_tasks import DEMO_DATA, TASKS_DIR
@@ -46,15 +47,6 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def _write(path: Path, docs) -> Path:
     path.write_text("".join(json.dumps(d.to_dict()) + "\n" for d in docs), encoding="utf-8")
     return path
-
-
-def _results(out: Path) -> tuple[dict, dict[str, list[dict]]]:
-    [res_file] = sorted(out.rglob("results_*.json"))
-    samples = {}
-    for f in out.rglob("samples_*.jsonl"):
-        task = f.name[len("samples_") :].rsplit("_", 1)[0]
-        samples[task] = [json.loads(x) for x in f.read_text().splitlines()]
-    return json.loads(res_file.read_text()), samples
 
 
 # ----------------------------------------------------------------------------- unit
@@ -117,7 +109,7 @@ def test_weval_rules_on_a_file_lacking_categories(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     for c in CATEGORIES:
         assert (f"weval-{c} skipped" in p.stderr) == (c not in PRESENT)
-    results, samples = _results(out)
+    results, samples = read_outputs(out)
     assert set(samples) == {f"weval-{c}" for c in PRESENT}
     per_doc = [s["correlation"] for task in samples.values() for s in task]
     assert len(per_doc) == len(docs)
@@ -138,7 +130,7 @@ def test_weval_judge_on_a_file_lacking_categories_with_a_huge_response(tmp_path,
               "--batch_size", "8", "--output_path", str(out), "--log_samples"], tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "wevaljudge-frameworks_plans skipped" in p.stderr
-    results, samples = _results(out)
+    results, samples = read_outputs(out)
     assert set(samples) == {"wevaljudge-creative_writing"}
     assert "wevaljudge_all" in results["results"]
     rec = next(s for s in samples["wevaljudge-creative_writing"] if s["doc"]["id"] == docs[0]["id"])

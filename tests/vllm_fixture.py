@@ -13,6 +13,7 @@ Usable outside the fixture too: ``start_vllm_server(model_dir, ...)`` returns a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,11 +50,15 @@ class VLLMServer:
     def root_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def log_tail(self, n: int = 40) -> str:
+    def log_tail(self, n: int = 40, width: int = 400) -> str:
+        """The log's last n lines, each cut to width characters (vLLM dumps whole batches on
+        one line when its engine dies), after the last lines that name an error."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+            lines = [line[:width] for line in self.log_path.read_text(errors="replace").splitlines()]
         except OSError:
             return "(no log)"
+        errors = [line for line in lines[:-n] if re.search(r"\w(Error|Exception): ", line)][-5:]
+        return "\n".join([*errors, *(["..."] if errors else []), *lines[-n:]])
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM the API server (it shuts its engine down), then SIGKILL its group if needed."""
@@ -183,6 +188,23 @@ def require_vllm_python() -> str:
     return py
 
 
+def serving(model_dir: str | Path, **kwargs) -> Iterator[VLLMServer]:
+    """A fixture body: start a server (a start-up failure fails the test with the log tail),
+    yield it, stop it. ``kwargs`` go to :func:`start_vllm_server`."""
+    try:
+        server = start_vllm_server(model_dir, **kwargs)
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield server
+    finally:
+        died = server.process.poll()  # before stop(): did it die under the tests?
+        tail = server.log_tail() if died is not None else ""
+        server.stop()
+    if died is not None:  # its tests failed with "connection refused"; say why
+        pytest.fail(f"the vLLM server died (exit code {died}) while its tests ran:\n{tail}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def vllm_server(request, tmp_path_factory) -> Iterator[VLLMServer]:
     """A real vLLM chat server over the random tiny Llama (``tiny_lm_dir``), shared per session.
@@ -191,12 +213,5 @@ def vllm_server(request, tmp_path_factory) -> Iterator[VLLMServer]:
     model is random, so its text is gibberish: assert on plumbing, not on content.
     """
     py = require_vllm_python()  # before building the model: a skip should cost nothing
-    model_dir = request.getfixturevalue("tiny_lm_dir")
-    try:
-        server = start_vllm_server(model_dir, python=py, log_dir=tmp_path_factory.mktemp("vllm_log"))
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(request.getfixturevalue("tiny_lm_dir"), python=py,
+                       log_dir=tmp_path_factory.mktemp("vllm_log"))
