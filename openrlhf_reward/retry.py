@@ -1,20 +1,24 @@
-"""Retry with exponential backoff for calls to HTTP services (teachers, reward servers,
-judges), on tenacity, with one definition of what is worth retrying.
+"""The one retry policy for calls to HTTP services (teachers, reward servers, judges): exponential
+backoff on tenacity, with one definition of what is worth retrying.
 
 Transient: a connection error or timeout, or an HTTP answer 408, 409, 425, 429 or 5xx (the
 service is busy, restarting or overloaded). Any other 4xx is the request's fault and is
 raised at once.
+
+:class:`RetryPolicy` is what the clients (:mod:`openrlhf_reward.clients`) hold;
+:func:`call_with_retries` / :func:`async_call_with_retries` are one-off shorthands for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 R = TypeVar("R")
 
-__all__ = ["RETRY_STATUS", "TransientError", "async_call_with_retries", "call_with_retries", "is_transient",
-           "retryable_status"]
+__all__ = ["RETRY_STATUS", "RetryPolicy", "TransientError", "async_call_with_retries", "call_with_retries",
+           "is_transient", "retryable_status"]
 
 RETRY_STATUS = frozenset({408, 409, 425, 429})
 
@@ -49,41 +53,54 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def _policy(
-    *,
-    max_tries: int,
-    backoff: float = 1.0,
-    backoff_max: float = 8.0,
-    jitter: bool = False,
-    retry_if: Callable[[BaseException], bool] = is_transient,
-    on_retry: Callable[[BaseException], Any] | None = None,
-) -> dict[str, Any]:
-    import tenacity
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Try a call up to ``max_tries`` times while it raises a ``retry_if`` exception (default
+    :func:`is_transient`), waiting ``backoff`` s, then twice as long each time up to
+    ``backoff_max`` (``jitter=True``: a random wait up to that, which spreads many clients'
+    retries). The last exception is re-raised as is; others propagate at once."""
 
-    wait = (tenacity.wait_random_exponential if jitter else tenacity.wait_exponential)(
-        multiplier=backoff, max=backoff_max)
+    max_tries: int = 1
+    backoff: float = 1.0
+    backoff_max: float = 8.0
+    jitter: bool = False
+    retry_if: Callable[[BaseException], bool] = is_transient
 
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        if on_retry is not None:
-            on_retry(state.outcome.exception())
+    def _tenacity(self, on_retry: Callable[[BaseException], Any] | None) -> dict[str, Any]:
+        import tenacity
 
-    return dict(stop=tenacity.stop_after_attempt(max(1, max_tries)), wait=wait,
-                retry=tenacity.retry_if_exception(retry_if), reraise=True, before_sleep=before_sleep)
+        wait = (tenacity.wait_random_exponential if self.jitter else tenacity.wait_exponential)(
+            multiplier=self.backoff, max=self.backoff_max)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            if on_retry is not None:
+                on_retry(state.outcome.exception())
+
+        return dict(stop=tenacity.stop_after_attempt(max(1, self.max_tries)), wait=wait,
+                    retry=tenacity.retry_if_exception(self.retry_if), reraise=True, before_sleep=before_sleep)
+
+    def call(self, fn: Callable[[], R], on_retry: Callable[[BaseException], Any] | None = None) -> R:
+        """``fn()`` under this policy; ``on_retry(exc)`` runs before each wait (counters, logs)."""
+        import tenacity
+
+        return tenacity.Retrying(**self._tenacity(on_retry))(fn)
+
+    async def acall(self, fn: Callable[[], Awaitable[R]],
+                    on_retry: Callable[[BaseException], Any] | None = None) -> R:
+        """:meth:`call` for a coroutine function (waits with ``asyncio.sleep``)."""
+        import tenacity
+
+        return await tenacity.AsyncRetrying(**self._tenacity(on_retry))(fn)
 
 
-def call_with_retries(fn: Callable[[], R], **policy: Any) -> R:
-    """``fn()``, tried up to ``max_tries`` times while it raises a ``retry_if`` exception
-    (default :func:`is_transient`), waiting ``backoff`` s (default 1), then twice as long each
-    time up to ``backoff_max`` (default 8; ``jitter=True``: a random wait up to that, which
-    spreads many clients' retries). The last exception is re-raised as is; others propagate at
-    once. ``on_retry(exc)`` is called before each wait (counters, logs)."""
-    import tenacity
-
-    return tenacity.Retrying(**_policy(**policy))(fn)
+def call_with_retries(fn: Callable[[], R], *, on_retry: Callable[[BaseException], Any] | None = None,
+                      **policy: Any) -> R:
+    """``RetryPolicy(**policy).call(fn, on_retry)``; ``backoff`` defaults to 1 s, ``backoff_max``
+    to 8 s."""
+    return RetryPolicy(**policy).call(fn, on_retry)
 
 
-async def async_call_with_retries(fn: Callable[[], Awaitable[R]], **policy: Any) -> R:
+async def async_call_with_retries(fn: Callable[[], Awaitable[R]], *,
+                                  on_retry: Callable[[BaseException], Any] | None = None, **policy: Any) -> R:
     """:func:`call_with_retries` for a coroutine function (waits with ``asyncio.sleep``)."""
-    import tenacity
-
-    return await tenacity.AsyncRetrying(**_policy(**policy))(fn)
+    return await RetryPolicy(**policy).acall(fn, on_retry)

@@ -10,7 +10,7 @@ import pytest
 
 from openrlhf_reward.cerm.rollout import parse_label
 from openrlhf_reward.cli import main
-from openrlhf_reward.scorers.judge import CERM_CRITERIA_TEMPLATE, fill_template
+from openrlhf_reward.judge_prompts import CERM_CRITERIA_TEMPLATE, fill_template
 
 DATA = Path(__file__).parent / "data"
 

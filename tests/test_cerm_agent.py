@@ -113,7 +113,7 @@ def rollout(ve, monkeypatch, tokenizer, label, evals, n=2, max_length=4096, env=
     actor.llm = ScriptedLLM(tokenizer, evals)
     actor._mm_pad_token_ids = None
     query = label["query"]
-    from openrlhf_reward.scorers.judge import CERM_CRITERIA_TEMPLATE, fill_template
+    from openrlhf_reward.judge_prompts import CERM_CRITERIA_TEMPLATE, fill_template
 
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": fill_template(CERM_CRITERIA_TEMPLATE, query=query)}],
@@ -147,7 +147,7 @@ def test_correct_order_is_rewarded_and_evaluation_is_pointwise(openrlhf_actor, m
         text = tokenizer.decode(out["observation_tokens"], skip_special_tokens=False)
         # The trajectory is exactly the two-turn conversation, rendered by the chat template.
         criteria = llm.answer(prompt)
-        from openrlhf_reward.scorers.judge import CERM_EVAL_TEMPLATE, fill_template
+        from openrlhf_reward.judge_prompts import CERM_EVAL_TEMPLATE, fill_template
 
         conv = [{"role": "user", "content": prompt.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]},
                 {"role": "assistant", "content": criteria},

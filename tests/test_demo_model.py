@@ -69,12 +69,12 @@ def test_judge_tasks_with_stock_lm_eval_hf_and_the_demo_model(tmp_path, demo_mod
     )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from openrlhf_reward.schema import load_weval_jsonl
-    from openrlhf_reward.scorers.judge import (
+    from openrlhf_reward.judge_prompts import (
         DEFAULT_MAX_RESPONSE_CHARS,
         truncate_middle,
         verdict_messages,
     )
+    from openrlhf_reward.schema import load_weval_jsonl
     from weval_tasks import DEMO_DATA, TASKS_DIR
 
     out = tmp_path / "out"

@@ -89,8 +89,8 @@ def test_judge_backend_and_judge_tasks_agree_on_the_demo_model(demo_vllm, demo_m
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from openrlhf_reward.judge_prompts import normalized_verdict, verdict_messages
     from openrlhf_reward.scorers import ScoreRequest
-    from openrlhf_reward.scorers.judge import normalized_verdict, verdict_messages
 
     doc = load_weval_jsonl(DEMO_DATA)[0]
     cand = doc.candidates[0]

@@ -18,17 +18,17 @@ from typing import Any
 
 import pytest
 
-from openrlhf_reward.schema import Requirement
-from openrlhf_reward.scorers import ScoreRequest, get_scorer
-from openrlhf_reward.scorers.judge import (
+from openrlhf_reward.judge_prompts import (
     CRITERIA_SYSTEM_PROMPT,
     SCORE_SYSTEM_PROMPT,
     VERDICT_SYSTEM_PROMPT,
-    JudgeError,
     parse_criteria,
     parse_item_scores,
     parse_verdict,
 )
+from openrlhf_reward.schema import Requirement
+from openrlhf_reward.scorers import ScoreRequest, get_scorer
+from openrlhf_reward.scorers.judge import JudgeError
 
 # --------------------------------------------------------------------------- test double
 
@@ -224,7 +224,7 @@ def test_verdict_logprobs_give_probability(chat_double):
 def test_verdict_prompt_and_score_are_the_shared_definition(chat_double):
     """The backend sends exactly verdict_messages (the prompt the wevaljudge tasks render) and
     its logprob score is normalized_verdict (the tasks' score)."""
-    from openrlhf_reward.scorers.judge import normalized_verdict, verdict_messages, verdict_text
+    from openrlhf_reward.judge_prompts import normalized_verdict, verdict_messages, verdict_text
 
     def script(kind, body):
         top = [{"token": " yes", "logprob": -0.5, "bytes": None}, {"token": "No", "logprob": -1.5, "bytes": None}]
@@ -506,7 +506,7 @@ def test_string_options_are_converted(chat_double):
 
 from scripted_openai_server import cerm_turn  # noqa: E402
 
-from openrlhf_reward.scorers.judge import (  # noqa: E402
+from openrlhf_reward.judge_prompts import (  # noqa: E402
     CERM_CRITERIA_TEMPLATE,
     parse_boxed_scores,
     parse_cerm_criteria,

@@ -260,7 +260,7 @@ def test_judge_tasks_with_stock_lm_eval_hf(tmp_path, tiny_lm_dir):
     assert {f"wevaljudge-{c}" for c in CATEGORIES} <= set(samples)
 
     # Recompute one document's candidate scores with transformers directly.
-    from openrlhf_reward.scorers.judge import verdict_text
+    from openrlhf_reward.judge_prompts import verdict_text
 
     rec = samples["wevaljudge-creative_writing"][0]
     docs = {d.id: d for d in load_weval_jsonl(DEMO_DATA)}

@@ -49,8 +49,8 @@ def test_judge_tasks_ask_yes_and_no_for_the_backend_prompt(fam, chat):
 
     from lm_eval.tasks import TaskManager
 
+    from openrlhf_reward.judge_prompts import verdict_messages, verdict_text
     from openrlhf_reward.schema import load_weval_jsonl
-    from openrlhf_reward.scorers.judge import verdict_messages, verdict_text
     from weval_tasks import DEMO_DATA
     from weval_tasks.attacks import ATTACKS, build_attacks
 

@@ -205,7 +205,7 @@ def verdict_scores(results: Sequence) -> list[float]:
     """Normalised verdicts P(Yes) / (P(Yes) + P(No)) from the judge tasks' (log P(Yes),
     log P(No)) request pairs, in prompt order: what the tasks score and `weval report` reads
     back from logged samples."""
-    from openrlhf_reward.scorers.judge import VERDICT_WORDS, normalized_verdict
+    from openrlhf_reward.judge_prompts import VERDICT_WORDS, normalized_verdict
 
     lls = [float(r[0]) for r in results]
     if len(lls) % len(VERDICT_WORDS):

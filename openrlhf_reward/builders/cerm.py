@@ -134,7 +134,7 @@ def build_cerm_rows(
     limit: int | None = None,
 ) -> tuple[list[dict[str, Any]], Counter]:
     """The prompt rows and the skipped pairs by reason."""
-    from openrlhf_reward.scorers.judge import fill_template
+    from openrlhf_reward.judge_prompts import fill_template
 
     out: list[dict[str, Any]] = []
     skipped: Counter = Counter()
@@ -174,14 +174,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from openrlhf_reward.builders.cli_args import print_summary
     from openrlhf_reward.builders.store import write_jsonl_atomic
-    from openrlhf_reward.scorers.judge import CERM_CRITERIA_TEMPLATE, _read_template
+    from openrlhf_reward.judge_prompts import CERM_CRITERIA_TEMPLATE, read_template
 
     sides = SIDES if args.sides == "both" else (args.sides,)
     try:
         try:
-            template = _read_template(args.criteria_template_file, CERM_CRITERIA_TEMPLATE, "query", "--criteria-template-file")
+            template = read_template(args.criteria_template_file, CERM_CRITERIA_TEMPLATE, "query", "--criteria-template-file")
         except ValueError as e:
-            raise DataError(str(e).replace("backend 'judge': ", "")) from None
+            raise DataError(str(e)) from None
         rows, skipped = build_cerm_rows(
             read_pairs(args.input, args.split, args.dataset_config),
             criteria_template=template, sides=sides, query_field=args.query_field,

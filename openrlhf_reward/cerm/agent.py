@@ -39,10 +39,10 @@ from openrlhf_reward.cerm.rollout import (
     malformed_criteria,
     next_turn_feedback,
     pair_reward,
-    parse_cerm_score,
     parse_label,
     strip_special,
 )
+from openrlhf_reward.judge_prompts import parse_cerm_score
 
 #: Tokens an evaluation turn needs at the least; with less room left the trajectory ends.
 MIN_EVAL_TOKENS = 16

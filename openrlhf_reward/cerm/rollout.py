@@ -24,11 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from openrlhf_reward.scorers.judge import (
+from openrlhf_reward.judge_prompts import (
     CERM_EVAL_TEMPLATE,
     fill_template,
     parse_cerm_criteria,
-    parse_cerm_score,
     truncate_middle,
 )
 
@@ -210,7 +209,6 @@ __all__ = [
     "malformed_criteria",
     "next_turn_feedback",
     "pair_reward",
-    "parse_cerm_score",
     "parse_label",
     "strip_special",
 ]

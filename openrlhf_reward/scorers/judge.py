@@ -42,269 +42,102 @@ item line that is missing or out of range, or criteria with no numbered line, is
 mean over what did parse. When nothing parsed the reward is ``unparsed_reward`` (default 0.0,
 explicit, JSON-safe) and ``info["all_unparsed"]`` is True, so a server can report it.
 
-Transport: the ``openai`` client's ``AsyncOpenAI`` on a private event loop thread, a
-semaphore for ``concurrency``, per-call ``timeout``, and ``max_retries`` with exponential
-backoff (:mod:`openrlhf_reward.retry`: connection errors, timeouts, 408/409/425/429, 5xx). Other HTTP errors, or retries
-exhausted, raise :class:`JudgeError` (a reward server answers 5xx and the trainer retries).
+Prompts and parsers live in :mod:`openrlhf_reward.judge_prompts` (shared with the
+``wevaljudge-*`` tasks, the CE-RM agent and ``build-cerm``); this module re-exports them.
+
+Transport: :class:`~openrlhf_reward.clients.AsyncChatClient` on a private event loop thread:
+at most ``concurrency`` calls in flight, per-call ``timeout``, and ``max_retries`` with
+exponential backoff (:mod:`openrlhf_reward.retry`: connection errors, timeouts,
+408/409/425/429, 5xx). Other HTTP errors, or retries exhausted, raise :class:`JudgeError`
+(a reward server answers 5xx and the trainer retries).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import os
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from openrlhf_reward.clients import AsyncChatClient, EndpointError, chat_body, resolve_api_key
 from openrlhf_reward.config import build_config
-from openrlhf_reward.retry import async_call_with_retries
+from openrlhf_reward.judge_prompts import (
+    CERM_CRITERIA_TEMPLATE,
+    CERM_EVAL_TEMPLATE,
+    CRITERIA_PROMPT,
+    CRITERIA_SYSTEM_PROMPT,
+    DEFAULT_MAX_RESPONSE_CHARS,
+    GENERIC_CRITERION,
+    GENERIC_REQUIREMENT,
+    SCORE_PROMPT,
+    SCORE_SYSTEM_PROMPT,
+    TRUNCATION_MARKER,
+    VERDICT_PROMPT,
+    VERDICT_SYSTEM_PROMPT,
+    VERDICT_WORDS,
+    fill_template,
+    normalized_verdict,
+    parse_boxed_scores,
+    parse_cerm_criteria,
+    parse_cerm_score,
+    parse_criteria,
+    parse_item_scores,
+    parse_verdict,
+    read_template,
+    truncate_middle,
+    verdict_messages,
+    verdict_probability,
+    verdict_text,
+)
+from openrlhf_reward.retry import RetryPolicy
 from openrlhf_reward.scorers.base import Scorer, ScoreRequest, ScoreResult
 from openrlhf_reward.teachers.base import strip_reasoning
 
-# --------------------------------------------------------------------------- prompts
-
-#: System message for per-requirement verdicts.
-VERDICT_SYSTEM_PROMPT = (
-    "You are a strict evaluator of writing. You judge whether a response satisfies one "
-    "specific requirement of an instruction. Answer with a single word: Yes or No."
-)
-#: User message for a verdict; fields: instruction, response, requirement.
-VERDICT_PROMPT = (
-    "Instruction:\n{instruction}\n\n"
-    "Response:\n{response}\n\n"
-    "Requirement:\n{requirement}\n\n"
-    "Does the response satisfy the requirement? Answer Yes or No."
-)
-#: The single requirement judged when a sample carries none.
-GENERIC_REQUIREMENT = "The response fully follows the instruction."
-#: The two answers a verdict is read from (first answer token), in this order.
-VERDICT_WORDS = ("Yes", "No")
-
-
-def verdict_messages(instruction: str, response: str, requirement: str) -> list[dict[str, str]]:
-    """The verdict conversation: the ONE judge prompt, sent as chat messages by the `judge`
-    backend and rendered by the ``wevaljudge-*`` tasks (chat template or :func:`verdict_text`)."""
-    user = VERDICT_PROMPT.format(instruction=instruction, response=response, requirement=requirement)
-    return [{"role": "system", "content": VERDICT_SYSTEM_PROMPT}, {"role": "user", "content": user}]
-
-
-def verdict_text(instruction: str, response: str, requirement: str) -> str:
-    """:func:`verdict_messages` as plain text for a model read without a chat template; the
-    verdict follows as the continuation ``" Yes"`` / ``" No"``."""
-    system, user = verdict_messages(instruction, response, requirement)
-    return f"{system['content']}\n\n{user['content']}\nAnswer:"
-
-
-def normalized_verdict(logp_yes: float, logp_no: float) -> float | None:
-    """The verdict score P(Yes) / (P(Yes) + P(No)) from two log-probabilities, computed
-    stably; None when neither answer has any probability (both -inf)."""
-    if logp_yes == -math.inf and logp_no == -math.inf:
-        return None
-    d = logp_no - logp_yes  # P(Yes)/(P(Yes)+P(No)) = 1 / (1 + exp(d))
-    return 1.0 / (1.0 + math.exp(d)) if d < 0 else math.exp(-d) / (1.0 + math.exp(-d))
-
-#: System message for deriving criteria from a query.
-CRITERIA_SYSTEM_PROMPT = (
-    "You write evaluation criteria for responses to writing tasks. You see only the task, "
-    "never a response."
-)
-#: User message for criteria; fields: query, max_criteria.
-CRITERIA_PROMPT = (
-    "Task:\n{query}\n\n"
-    "List at most {max_criteria} concrete criteria that an excellent response to this task "
-    "must meet (content, structure, style). Write one criterion per line as a numbered list "
-    "(1. ..., 2. ...) and nothing else."
-)
-#: The single criterion used when the judge's criteria cannot be parsed and the sample has
-#: no requirements either.
-GENERIC_CRITERION = "Overall quality and adherence to the task."
-
-#: System message for pointwise scoring.
-SCORE_SYSTEM_PROMPT = (
-    "You are a strict evaluator of writing. You rate a response against numbered evaluation "
-    "items on a 1-10 scale (1 = not met at all, 10 = fully met)."
-)
-#: User message for pointwise scoring; fields: instruction, items, response, n_items.
-SCORE_PROMPT = (
-    "Instruction:\n{instruction}\n\n"
-    "Evaluation items:\n{items}\n\n"
-    "Response:\n{response}\n\n"
-    "Rate the response on each of the {n_items} items. Reply with exactly one line per item "
-    'in the form "<item number>: <score from 1 to 10>" and nothing else.'
-)
-
-#: CE-RM turn 1 (user message); ``{query}`` is replaced literally (other braces are kept).
-CERM_CRITERIA_TEMPLATE = """You are an expert evaluator. Before seeing any response, work out how responses to the query below should be judged.
-
-[Start of Query]
-{query}
-[End of Query]
-
-First analyse what an ideal response to this query has to achieve. Then write a minimal, complete and non-overlapping set of evaluation criteria. Each criterion is a short term followed by a clear, unambiguous description of what it covers. Put the most important criterion first.
-
-After your analysis, give the criteria as a numbered list between the tags [Start of Criteria] and [End of Criteria], exactly like this:
-[Start of Criteria]
-1. <term>: <description>
-2. <term>: <description>
-...
-[End of Criteria]"""
-
-#: CE-RM turn 2 (user message, after the judge's criteria answer); ``{response}`` is
-#: replaced literally (``{query}`` too, if a replacement template uses it).
-CERM_EVAL_TEMPLATE = r"""Now evaluate the following response to the query against your criteria.
-
-[Start of Response]
-{response}
-[End of Response]
-
-Go through your criteria in order. For each one, write a short analysis of how well the response meets it, then give a score from 0 to 5 (an integer or a half point such as 3.5) written as \boxed{score}. If something important is not covered by your criteria, you may add one extra criterion named "Other Point(s)" for bonuses or deductions, analysed and scored in the same way. Finally, give the response an overall score from 0 to 10 (an integer or a half point) written as \boxed{score}; this must be the last thing you write."""
+# The prompts and parsers are re-exported: ``from openrlhf_reward.scorers.judge import ...``
+# keeps working for code written before judge_prompts existed.
+__all__ = [
+    "CERM_CRITERIA_TEMPLATE",
+    "CERM_EVAL_TEMPLATE",
+    "CERM_SCALES",
+    "CRITERIA_PROMPT",
+    "CRITERIA_SYSTEM_PROMPT",
+    "DEFAULT_MAX_RESPONSE_CHARS",
+    "GENERIC_CRITERION",
+    "GENERIC_REQUIREMENT",
+    "MODES",
+    "SCORE_PROMPT",
+    "SCORE_SYSTEM_PROMPT",
+    "TRUNCATION_MARKER",
+    "VERDICT_PROMPT",
+    "VERDICT_SYSTEM_PROMPT",
+    "VERDICT_WORDS",
+    "JudgeConfig",
+    "JudgeError",
+    "JudgeScorer",
+    "fill_template",
+    "normalized_verdict",
+    "parse_boxed_scores",
+    "parse_cerm_criteria",
+    "parse_cerm_score",
+    "parse_criteria",
+    "parse_item_scores",
+    "parse_verdict",
+    "read_template",
+    "truncate_middle",
+    "verdict_messages",
+    "verdict_probability",
+    "verdict_text",
+]
 
 CERM_SCALES = ("unit", "raw")
-#: A marker put where the middle of an over-long response was cut out.
-TRUNCATION_MARKER = "\n\n[... {n} characters omitted ...]\n\n"
-# About 4,000 tokens: a 2 MB answer is scored instead of exhausting a judge's memory.
-DEFAULT_MAX_RESPONSE_CHARS = 16000
-
 MODES = ("verdict", "criteria", "cerm")
 
-# --------------------------------------------------------------------------- parsing
 
-# A leading Yes/No that stands alone: "Yes", "No.", "**Yes**, because", "Answer: No" - but
-# not "No idea" or "Yes and no" (a word right after it makes the answer ambiguous).
-_VERDICT = re.compile(
-    r"^[\W_]*(?:(?:final\s+)?answer\s*[:\-]\s*[\W_]*)?(yes|no)[*\"'`]*[ \t]*(?:$|[.,;:!\n])",
-    re.I,
-)
-_CRITERION_LINE = re.compile(r"^\s*(?:\d{1,2}\s*[.)]|[-*\u2022])\s+(\S.*?)\s*$")
-_ITEM_LINE = re.compile(
-    r"^\s*(?:item\s*)?(\d{1,3})\s*[:.)=\-]\s*\**\s*(\d{1,2}(?:\.\d+)?)\s*(?:/\s*10)?\**\s*(?:$|[\s,;.(-])",
-    re.I,
-)
-
-
-_BOXED = re.compile(r"\\boxed\{\s*([^{}]*?)\s*\}")
-_BOXED_NUMBER = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:\s*/\s*10)?$")
-_CRITERIA_BLOCK = re.compile(r"\[Start of Criteria\](.*?)\[End of Criteria\]", re.S | re.I)
-
-
-def _clean(text: str | None) -> str:
-    # A judge's reasoning is dropped exactly as a teacher's is (one rule for helper-model output).
-    return strip_reasoning(text or "")
-
-
-def parse_verdict(text: str | None) -> bool | None:
-    """Yes -> True, No -> False, anything else -> None. The verdict must lead the answer and
-    be followed by punctuation, a line break or the end."""
-    m = _VERDICT.match(_clean(text))
-    return None if m is None else m.group(1).lower() == "yes"
-
-
-def verdict_probability(logprobs: Any) -> float | None:
-    """:func:`normalized_verdict` at the first non-blank answer token, if Yes or No is in its
-    top-k. Spellings of one answer (``Yes``, `` yes``, ``YES``) are summed: an API's top-k
-    list holds them separately."""
-    content = getattr(logprobs, "content", None) or []
-    for tok in content:
-        if not re.sub(r"[\W_]", "", tok.token or ""):
-            continue  # skip leading whitespace / markup tokens
-        p = {"yes": 0.0, "no": 0.0}
-        for alt in tok.top_logprobs or []:
-            word = re.sub(r"[\W_]", "", alt.token or "").lower()
-            if word in p:
-                p[word] += math.exp(alt.logprob)
-        return normalized_verdict(*(math.log(v) if v > 0 else -math.inf for v in (p["yes"], p["no"])))
-    return None
-
-
-def parse_criteria(text: str | None, max_criteria: int) -> list[str]:
-    """The numbered (or bulleted) lines of the judge's answer, at most ``max_criteria``."""
-    out = []
-    for line in _clean(text).splitlines():
-        m = _CRITERION_LINE.match(line)
-        if m:
-            out.append(m.group(1))
-    return out[:max_criteria]
-
-
-def parse_item_scores(text: str | None, n_items: int) -> list[float | None]:
-    """1-10 score per item from lines ``"k: s"``; missing, repeated-and-conflicting or
-    out-of-range items are None."""
-    found: dict[int, float | None] = {}
-    for line in _clean(text).splitlines():
-        m = _ITEM_LINE.match(line)
-        if not m:
-            continue
-        k, s = int(m.group(1)), float(m.group(2))
-        if not 1 <= k <= n_items:
-            continue
-        val = s if 1.0 <= s <= 10.0 else None
-        if k in found and found[k] != val:
-            val = None  # the judge contradicted itself
-        found[k] = val
-    return [found.get(k) for k in range(1, n_items + 1)]
-
-
-def parse_cerm_criteria(text: str | None) -> str | None:
-    """The text between the last ``[Start of Criteria]`` / ``[End of Criteria]`` pair, or
-    None when the tags are missing or enclose nothing."""
-    blocks = [b.strip() for b in _CRITERIA_BLOCK.findall(_clean(text))]
-    blocks = [b for b in blocks if b]
-    return blocks[-1] if blocks else None
-
-
-def parse_boxed_scores(text: str | None) -> list[float | None]:
-    """Every ``\\boxed{...}`` of an answer, in order: its number, or None when it is not a
-    number (``\\boxed{N/10}`` is read as N)."""
-    out: list[float | None] = []
-    for inner in _BOXED.findall(_clean(text)):
-        m = _BOXED_NUMBER.match(inner.replace("**", "").strip())
-        out.append(float(m.group(1)) if m else None)
-    return out
-
-
-def parse_cerm_score(text: str | None) -> float | None:
-    """The CE-RM reward: the LAST boxed number of the evaluation, if it lies in [0, 10]."""
-    boxed = parse_boxed_scores(text)
-    if not boxed or boxed[-1] is None:
-        return None
-    s = boxed[-1]
-    return s if 0.0 <= s <= 10.0 and math.isfinite(s) else None
-
-
-def fill_template(template: str, **fields: str) -> str:
-    """``{name}`` -> value, literally: other braces (``\\boxed{}``) are left alone."""
-    for name, value in fields.items():
-        template = template.replace("{" + name + "}", value)
-    return template
-
-
-def truncate_middle(text: str, max_chars: int) -> tuple[str, int]:
-    """``text`` cut to about ``max_chars`` characters (head and tail kept, a marker between)
-    and the number of characters removed (0 when it fits)."""
-    if max_chars <= 0 or len(text) <= max_chars:
-        return text, 0
-    head = max_chars - max_chars // 4  # the start carries most of the content; the end its ending
-    tail = max_chars - head
-    removed = len(text) - head - tail
-    return text[:head] + TRUNCATION_MARKER.format(n=removed) + (text[-tail:] if tail else ""), removed
-
-
-def _read_template(path: str | None, default: str, placeholder: str, option: str) -> str:
-    if not path:
-        return default
-    try:
-        text = open(path, encoding="utf-8").read()
-    except OSError as e:
-        raise ValueError(f"backend 'judge': {option} {path!r} cannot be read: {e.strerror}") from None
-    if "{" + placeholder + "}" not in text:
-        raise ValueError(
-            f"backend 'judge': {option} {path!r} lacks the placeholder {{{placeholder}}}"
-        )
-    return text
+def _text(choice: dict[str, Any] | None) -> str | None:
+    """The answer text of a chat choice (the answer's JSON), None when there is none."""
+    return (choice.get("message") or {}).get("content") if choice else None
 
 
 # --------------------------------------------------------------------------- config
@@ -438,10 +271,13 @@ class JudgeScorer(Scorer):
             raise ValueError(f"backend 'judge': cerm_scale must be one of {CERM_SCALES}, got {cfg.cerm_scale!r}")
         if cfg.max_response_chars < 0:
             raise ValueError(f"backend 'judge': max_response_chars must be >= 0, got {cfg.max_response_chars}")
-        self.criteria_template = _read_template(
-            cfg.criteria_template_file, CERM_CRITERIA_TEMPLATE, "query", "criteria_template_file")
-        self.eval_template = _read_template(
-            cfg.eval_template_file, CERM_EVAL_TEMPLATE, "response", "eval_template_file")
+        try:
+            self.criteria_template = read_template(
+                cfg.criteria_template_file, CERM_CRITERIA_TEMPLATE, "query", "criteria_template_file")
+            self.eval_template = read_template(
+                cfg.eval_template_file, CERM_EVAL_TEMPLATE, "response", "eval_template_file")
+        except ValueError as e:
+            raise ValueError(f"backend 'judge': {e}") from None
         # The reward server asks a backend whether labels must carry requirements: CE-RM
         # derives its criteria from the query, so it needs none.
         self.needs_requirements: bool | None = False if cfg.mode == "cerm" else None
@@ -456,14 +292,14 @@ class JudgeScorer(Scorer):
         asyncio.run_coroutine_threadsafe(self._setup(), self._loop).result()
 
     async def _setup(self) -> None:
-        from openai import AsyncOpenAI
+        cfg = self.config
+        retry = RetryPolicy(max_tries=cfg.max_retries + 1, backoff=cfg.backoff_initial, backoff_max=cfg.backoff_max)
+        self._client = AsyncChatClient(
+            cfg.base_url, resolve_api_key(cfg.api_key, cfg.api_key_env, "EMPTY"), timeout=cfg.timeout,
+            concurrency=cfg.concurrency, retry=retry, on_retry=self._count_retry)
 
-        key = self.config.api_key or os.environ.get(self.config.api_key_env) or "EMPTY"
-        # Our own retry loop (with counting) replaces the client's.
-        self._client = AsyncOpenAI(
-            base_url=self.config.base_url, api_key=key, timeout=self.config.timeout, max_retries=0
-        )
-        self._sem = asyncio.Semaphore(self.config.concurrency)
+    def _count_retry(self, _: BaseException) -> None:
+        self._stats["retries"] += 1
 
     # ------------------------------------------------------------------ public API
 
@@ -488,7 +324,7 @@ class JudgeScorer(Scorer):
             return
         self._closed = True
         try:
-            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result(timeout=10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
@@ -498,47 +334,25 @@ class JudgeScorer(Scorer):
     # ------------------------------------------------------------------ transport
 
     async def _chat(self, system: str, user: str, max_tokens: int, logprobs: bool = False,
-                    messages: list[dict[str, str]] | None = None) -> Any:
-        """One chat completion with retries; returns the first choice. ``messages`` replaces
-        the (system, user) pair for multi-turn conversations."""
-        import openai
-
+                    messages: list[dict[str, str]] | None = None) -> dict[str, Any] | None:
+        """One chat completion with retries; returns the first choice (the answer's JSON).
+        ``messages`` replaces the (system, user) pair for multi-turn conversations."""
         cfg = self.config
-        kwargs: dict[str, Any] = dict(
-            model=cfg.model,
-            messages=messages or [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            temperature=cfg.temperature,
-            max_tokens=max_tokens,
+        body = chat_body(
+            cfg.model,
+            messages or [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            temperature=cfg.temperature, max_tokens=max_tokens,
+            logprobs=True if logprobs else None, top_logprobs=cfg.top_logprobs if logprobs else None,
+            extra_body=self._extra_body(),
         )
-        if logprobs:
-            kwargs.update(logprobs=True, top_logprobs=cfg.top_logprobs)
-        extra_body = self._extra_body()
-        if extra_body:
-            kwargs["extra_body"] = extra_body
-
-        async def attempt() -> Any:
-            async with self._sem:
-                return await self._client.chat.completions.create(**kwargs)
-
-        tries = [1]
-
-        def count_retry(_: BaseException) -> None:
-            self._stats["retries"] += 1
-            tries[0] += 1
-
         try:
-            resp = await async_call_with_retries(
-                attempt, max_tries=cfg.max_retries + 1, backoff=cfg.backoff_initial,
-                backoff_max=cfg.backoff_max, on_retry=count_retry,
-            )
-        except (openai.APIStatusError, openai.APIConnectionError) as err:
+            data = await self._client.complete(body)
+        except EndpointError as e:
             self._stats["failures"] += 1
-            raise JudgeError(
-                f"judge endpoint {cfg.base_url} failed after {tries[0]} attempt(s): "
-                f"{type(err).__name__}: {err}"
-            ) from err
+            raise JudgeError(f"judge endpoint {cfg.base_url} failed after {e.attempts} attempt(s): {e}") from e.error
         self._stats["calls"] += 1
-        return resp.choices[0] if resp.choices else None
+        choices = data.get("choices")
+        return choices[0] if choices else None
 
     def _extra_body(self) -> dict[str, Any] | None:
         """``extra_body``; in cerm mode with thinking disabled through the chat template
@@ -600,10 +414,10 @@ class JudgeScorer(Scorer):
         messages = verdict_messages(req.prompt or req.query or "", response, requirement)
         choice = await self._chat("", "", self.config.max_tokens, logprobs=self.config.logprobs,
                                   messages=messages)
-        text = choice.message.content if choice is not None and choice.message else None
+        text = _text(choice)
         score: float | None = None
         if self.config.logprobs and choice is not None:
-            score = verdict_probability(choice.logprobs)
+            score = verdict_probability(choice.get("logprobs"))
         if score is None:
             v = parse_verdict(text)
             score = None if v is None else float(v)
@@ -658,7 +472,7 @@ class JudgeScorer(Scorer):
             return await self._derive_cerm_criteria(query)
         user = CRITERIA_PROMPT.format(query=query, max_criteria=self.config.max_criteria)
         choice = await self._chat(CRITERIA_SYSTEM_PROMPT, user, self.config.criteria_max_tokens)
-        text = choice.message.content if choice is not None and choice.message else None
+        text = _text(choice)
         criteria = parse_criteria(text, self.config.max_criteria)
         if not criteria:
             self._stats["criteria_unparsed"] += 1
@@ -681,7 +495,7 @@ class JudgeScorer(Scorer):
         )
         self._stats["items"] += len(items)
         choice = await self._chat(SCORE_SYSTEM_PROMPT, user, self.config.score_max_tokens)
-        text = choice.message.content if choice is not None and choice.message else None
+        text = _text(choice)
         raw = parse_item_scores(text, len(items))
         norm = [None if s is None else (s - 1.0) / 9.0 for s in raw]
         n_bad = sum(s is None for s in norm)
@@ -710,13 +524,13 @@ class JudgeScorer(Scorer):
     async def _derive_cerm_criteria(self, query: str) -> tuple[str, bool]:
         choice = await self._chat("", "", self.config.cerm_criteria_max_tokens,
                                   messages=self._cerm_criteria_messages(query))
-        text = (choice.message.content if choice is not None and choice.message else None) or ""
+        text = _text(choice) or ""
         ok = parse_cerm_criteria(text) is not None
         if not ok:
             self._stats["criteria_unparsed"] += 1
         # The whole answer (analysis included) stays in the conversation, as in the protocol;
         # only a leading <think> block is dropped.
-        return _clean(text), ok
+        return strip_reasoning(text), ok
 
     async def _cerm_sample(self, req: ScoreRequest) -> ScoreResult:
         query = req.prompt or req.query or ""
@@ -729,10 +543,10 @@ class JudgeScorer(Scorer):
         ]
         self._stats["cerm_evals"] += 1
         choice = await self._chat("", "", self.config.cerm_eval_max_tokens, messages=messages)
-        text = choice.message.content if choice is not None and choice.message else None
+        text = _text(choice)
         score = parse_cerm_score(text)
         boxed = parse_boxed_scores(text)
-        if choice is not None and choice.finish_reason == "length":
+        if choice is not None and choice.get("finish_reason") == "length":
             # cut off by its budget: the last box is a per-criterion score, not the overall one
             score = None
             info["cut_off"] = True

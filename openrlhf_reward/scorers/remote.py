@@ -14,15 +14,15 @@ OpenRLHF never sends and this project's server answers), so results carry
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from openrlhf_reward.clients import HttpClient, resolve_api_key
 from openrlhf_reward.config import API_KEY_ENV, build_config
-from openrlhf_reward.retry import TransientError, call_with_retries, retryable_status
+from openrlhf_reward.retry import RetryPolicy, TransientError, retryable_status
 from openrlhf_reward.scorers.base import Scorer, ScoreRequest, ScoreResult
 
 
@@ -58,8 +58,6 @@ class RemoteScorer(Scorer):
     needs_requirements: ClassVar[bool] = False  # the server on the other side decides
 
     def __init__(self, **kwargs: Any) -> None:
-        import httpx
-
         self.config = build_config(RemoteConfig, kwargs, "remote")
         self.urls = [u.strip() for u in self.config.url.replace("|", ",").split(",") if u.strip()]
         for u in self.urls:
@@ -67,16 +65,13 @@ class RemoteScorer(Scorer):
                 raise ValueError(f"remote backend: url {u!r} must start with http:// or https://")
         self._cycle = itertools.cycle(self.urls)
         self._cycle_lock = threading.Lock()
-        key = self.config.api_key or os.environ.get(API_KEY_ENV)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        key = resolve_api_key(self.config.api_key, API_KEY_ENV)
         n = self.config.concurrency
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=self.config.timeout_s,
-            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-        )
+        self._client = HttpClient(timeout=self.config.timeout_s, concurrency=n,
+                                  headers={"Authorization": f"Bearer {key}"} if key else None)
+        # Retries as OpenRLHF's client does them: max_tries, backoff doubling up to 8 s.
+        self._retry = RetryPolicy(max_tries=self.config.max_tries, backoff=self.config.retry_backoff_s, backoff_max=8.0)
         self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="remote-rm")
-        self._httpx = httpx
 
     def _next_url(self) -> str:
         with self._cycle_lock:
@@ -108,10 +103,7 @@ class RemoteScorer(Scorer):
 
         def attempt() -> dict[str, Any]:
             url = self._next_url()  # each try goes to the next server of a round-robin list
-            try:
-                resp = self._client.post(url, json=body)
-            except self._httpx.HTTPError as e:
-                raise TransientError(f"{url}: {type(e).__name__}: {e}") from e
+            resp = self._client.post(url, body)  # no answer at all: TransientError
             if resp.status_code == 200:
                 try:
                     return resp.json()
@@ -122,7 +114,7 @@ class RemoteScorer(Scorer):
             raise TransientError(f"{url}: HTTP {resp.status_code}: {_message(resp)}")
 
         try:
-            return call_with_retries(attempt, max_tries=cfg.max_tries, backoff=cfg.retry_backoff_s, backoff_max=8.0)
+            return self._retry.call(attempt)
         except TransientError as e:
             raise RemoteRewardError(f"reward server failed after {cfg.max_tries} tries; last error: {e}") from e
 

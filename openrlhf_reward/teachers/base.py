@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from openrlhf_reward.config import build_config as _build_config
@@ -19,12 +21,17 @@ Messages = list[dict[str, Any]]
 SeedArg = int | Sequence[int] | None
 
 __all__ = [
+    "BatchTeacher",
+    "LocalTeacher",
+    "LocalTeacherConfig",
     "Messages",
     "SeedArg",
     "Teacher",
+    "TeacherConfig",
     "TeacherError",
     "build_config",
     "local_model_name",
+    "option",
     "per_item_seeds",
     "strip_reasoning",
     "validate_batch",
@@ -149,14 +156,8 @@ class Teacher(ABC):
         Raises :class:`TeacherError` when an item fails for good.
         """
 
-    def chat_as_completed(
-        self,
-        batch: Sequence[Messages],
-        *,
-        temperature: float = 0.7,
-        max_tokens: int = 512,
-        seed: SeedArg = None,
-    ) -> Iterator[tuple[int, str]]:
+    def chat_as_completed(self, batch: Sequence[Messages], *, temperature: float = 0.7, max_tokens: int = 512,
+                          seed: SeedArg = None) -> Iterator[tuple[int, str]]:
         """Yield ``(index, text)`` as answers finish, so callers can store each one at once.
 
         The default answers the whole batch first; concurrent backends yield as they go.
@@ -171,3 +172,85 @@ class Teacher(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def option(default: Any, help: str) -> Any:
+    """A teacher config field with its help text (``teacher_options`` and the CLIs show it)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TeacherConfig:
+    """Options of every built-in teacher."""
+
+    model: str = option("", "Local directory or Hugging Face id of the model (a causal LM with a chat template).")
+    strip_reasoning: bool = option(True, "Remove <think>...</think> blocks from answers.")
+
+
+@dataclass
+class LocalTeacherConfig(TeacherConfig):
+    """Options of the teachers that load the model in this process (``hf``, ``vllm``)."""
+
+    top_p: float = option(1.0, "Nucleus sampling top_p (1.0: off).")
+    trust_remote_code: bool = option(False, "Allow model code from the hub.")
+    chat_template_kwargs: dict[str, Any] | None = option(
+        None, "Extra arguments for the chat template (e.g. enable_thinking).")
+
+
+class BatchTeacher(Teacher):
+    """What the built-in backends share: options from ``config_class`` (a :class:`TeacherConfig`)
+    checked at construction, batch validation, per-item seeds and reasoning stripping.
+
+    A backend implements :meth:`_answers`. Its extra ``chat`` keywords (the ``openai``
+    backend's ``json_schema``) are passed through to it.
+    """
+
+    config: Any
+    #: ``model`` is required (the backend loads it).
+    needs_model: ClassVar[bool] = False
+    #: Options that must be at least the given value.
+    minimums: ClassVar[dict[str, int]] = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.config = build_config(self.config_class, kwargs, self.name)
+        if self.needs_model and not self.config.model:
+            raise ValueError(f"teacher '{self.name}' needs model=<local dir or hub id>")
+        for name, least in self.minimums.items():
+            value = getattr(self.config, name)
+            if value < least:
+                raise ValueError(f"teacher '{self.name}': {name} must be >= {least}, got {value}")
+
+    @abstractmethod
+    def _answers(self, convs: list[Messages], seeds: list[int | None], temperature: float, max_tokens: int,
+                 **options: Any) -> Iterator[tuple[int, str]]:
+        """Yield ``(index, raw answer)`` for every conversation of a valid, non-empty batch, in
+        any order (as they finish)."""
+
+    def chat(self, batch: Sequence[Messages], **options: Any) -> list[str]:
+        """:meth:`Teacher.chat` (the same keywords), collected from :meth:`chat_as_completed`."""
+        convs = validate_batch(batch)
+        out = [""] * len(convs)
+        for i, text in self.chat_as_completed(convs, **options):
+            out[i] = text
+        return out
+
+    def chat_as_completed(self, batch: Sequence[Messages], *, temperature: float = 0.7, max_tokens: int = 512,
+                          seed: SeedArg = None, **options: Any) -> Iterator[tuple[int, str]]:
+        convs = validate_batch(batch)
+        seeds = per_item_seeds(seed, len(convs))
+        if not convs:
+            return
+        # closing: a caller that stops early stops the backend's work too (queued requests)
+        with closing(self._answers(convs, seeds, temperature, max_tokens, **options)) as answers:
+            for i, text in answers:
+                yield i, strip_reasoning(text) if self.config.strip_reasoning else text
+
+
+class LocalTeacher(BatchTeacher):
+    """A teacher that loads its model in this process (``hf``, ``vllm``)."""
+
+    needs_model = True
+
+    @property
+    def model_name(self) -> str:
+        return local_model_name(self.config.model)

@@ -8,49 +8,30 @@ which keeps resumed builds identical to uninterrupted ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from openrlhf_reward.teachers.base import (
-    Messages,
-    SeedArg,
-    Teacher,
-    build_config,
-    local_model_name,
-    per_item_seeds,
-    strip_reasoning,
-    validate_batch,
-)
+from openrlhf_reward.teachers.base import LocalTeacher, LocalTeacherConfig, Messages, option
 
 
 @dataclass
-class HFTeacherConfig:
-    model: str = field(default="", metadata={"help": "Local directory or Hugging Face id of a causal LM with a chat template."})
-    device: str = field(default="auto", metadata={"help": "torch device ('cpu', 'cuda', 'cuda:1'); 'auto': cuda when available."})
-    dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto, float32, bfloat16 or float16."})
-    batch_size: int = field(default=8, metadata={"help": "Conversations generated together."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling top_p (1.0: off)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the hub."})
-    chat_template_kwargs: dict[str, Any] | None = field(
-        default=None, metadata={"help": "Extra arguments for the chat template (e.g. enable_thinking)."}
-    )
-    strip_reasoning: bool = field(default=True, metadata={"help": "Remove <think>...</think> blocks from answers."})
+class HFTeacherConfig(LocalTeacherConfig):
+    device: str = option("auto", "torch device ('cpu', 'cuda', 'cuda:1'); 'auto': cuda when available.")
+    dtype: str = option("auto", "Weights dtype: auto, float32, bfloat16 or float16.")
+    batch_size: int = option(8, "Conversations generated together.")
 
 
-class HFTeacher(Teacher):
+class HFTeacher(LocalTeacher):
     """Local transformers generation with per-item seeds."""
 
     name = "hf"
     config_class = HFTeacherConfig
+    minimums = {"batch_size": 1}
 
     def __init__(self, **kwargs: Any) -> None:
-        self.config: HFTeacherConfig = build_config(HFTeacherConfig, kwargs, self.name)
-        c = self.config
-        if not c.model:
-            raise ValueError("teacher 'hf' needs model=<local dir or hub id>")
-        if c.batch_size < 1:
-            raise ValueError(f"teacher 'hf': batch_size must be >= 1, got {c.batch_size}")
+        super().__init__(**kwargs)
+        c: HFTeacherConfig = self.config
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -74,38 +55,14 @@ class HFTeacher(Teacher):
         ).to(self.device)
         self.model.eval()
 
-    @property
-    def model_name(self) -> str:
-        return local_model_name(self.config.model)
-
     def _render(self, conv: Messages) -> str:
         return self.tokenizer.apply_chat_template(
             conv, tokenize=False, add_generation_prompt=True, **(self.config.chat_template_kwargs or {})
         )
 
-    def chat(
-        self,
-        batch: Sequence[Messages],
-        *,
-        temperature: float = 0.7,
-        max_tokens: int = 512,
-        seed: SeedArg = None,
-    ) -> list[str]:
-        # chat_as_completed yields in batch order, one internal batch at a time.
-        answers = self.chat_as_completed(batch, temperature=temperature, max_tokens=max_tokens, seed=seed)
-        return [text for _, text in answers]
-
-    def chat_as_completed(
-        self,
-        batch: Sequence[Messages],
-        *,
-        temperature: float = 0.7,
-        max_tokens: int = 512,
-        seed: SeedArg = None,
-    ) -> Iterator[tuple[int, str]]:
-        # Yield after each internal batch so callers can store finished work early.
-        convs = validate_batch(batch)
-        seeds = per_item_seeds(seed, len(convs))
+    def _answers(self, convs: list[Messages], seeds: list[int | None], temperature: float,
+                 max_tokens: int) -> Iterator[tuple[int, str]]:
+        # In batch order, one internal batch at a time, so callers can store finished work early.
         bs = self.config.batch_size
         for start in range(0, len(convs), bs):
             texts = self._generate(convs[start : start + bs], seeds[start : start + bs], temperature, max_tokens)
@@ -135,8 +92,7 @@ class HFTeacher(Teacher):
                 top_k=None,
             )
         new = gen[:, enc["input_ids"].shape[1] :]
-        answers = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        return [strip_reasoning(a) if self.config.strip_reasoning else a for a in answers]
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
 
 class _GumbelSampler:

@@ -6,50 +6,41 @@ passed in SamplingParams, so answers do not depend on batch composition.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from openrlhf_reward.teachers.base import (
+    LocalTeacher,
+    LocalTeacherConfig,
     Messages,
-    SeedArg,
-    Teacher,
     TeacherError,
-    build_config,
-    local_model_name,
-    per_item_seeds,
-    strip_reasoning,
-    validate_batch,
+    option,
 )
+
+#: Config fields handed to ``vllm.LLM`` as they are.
+ENGINE_OPTIONS = ("model", "tensor_parallel_size", "dtype", "gpu_memory_utilization", "trust_remote_code",
+                  "enforce_eager")
 
 
 @dataclass
-class VLLMTeacherConfig:
-    model: str = field(default="", metadata={"help": "Local directory or Hugging Face id of the model."})
-    tensor_parallel_size: int = field(default=1, metadata={"help": "GPUs per model replica."})
-    dtype: str = field(default="auto", metadata={"help": "Weights dtype passed to vLLM."})
-    max_model_len: int | None = field(default=None, metadata={"help": "Context length (None: the model's)."})
-    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "Share of GPU memory vLLM may use."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling top_p."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the hub."})
-    enforce_eager: bool = field(default=False, metadata={"help": "Disable CUDA graphs (slower, less memory)."})
-    chat_template_kwargs: dict[str, Any] | None = field(
-        default=None, metadata={"help": "Extra arguments for the chat template (e.g. enable_thinking)."}
-    )
-    strip_reasoning: bool = field(default=True, metadata={"help": "Remove <think>...</think> blocks from answers."})
+class VLLMTeacherConfig(LocalTeacherConfig):
+    tensor_parallel_size: int = option(1, "GPUs per model replica.")
+    dtype: str = option("auto", "Weights dtype passed to vLLM.")
+    max_model_len: int | None = option(None, "Context length (None: the model's).")
+    gpu_memory_utilization: float = option(0.9, "Share of GPU memory vLLM may use.")
+    enforce_eager: bool = option(False, "Disable CUDA graphs (slower, less memory).")
 
 
-class VLLMTeacher(Teacher):
+class VLLMTeacher(LocalTeacher):
     """Offline vLLM generation (``vllm.LLM.chat``) with per-request seeds."""
 
     name = "vllm"
     config_class = VLLMTeacherConfig
 
     def __init__(self, **kwargs: Any) -> None:
-        self.config: VLLMTeacherConfig = build_config(VLLMTeacherConfig, kwargs, self.name)
-        c = self.config
-        if not c.model:
-            raise ValueError("teacher 'vllm' needs model=<local dir or hub id>")
+        super().__init__(**kwargs)
+        c: VLLMTeacherConfig = self.config
         try:
             import vllm
         except ImportError as e:
@@ -59,34 +50,13 @@ class VLLMTeacher(Teacher):
                 "or --teacher hf instead."
             ) from None
         self._vllm = vllm
-        llm_kwargs: dict[str, Any] = dict(
-            model=c.model,
-            tensor_parallel_size=c.tensor_parallel_size,
-            dtype=c.dtype,
-            gpu_memory_utilization=c.gpu_memory_utilization,
-            trust_remote_code=c.trust_remote_code,
-            enforce_eager=c.enforce_eager,
-        )
+        llm_kwargs: dict[str, Any] = {name: getattr(c, name) for name in ENGINE_OPTIONS}
         if c.max_model_len is not None:
             llm_kwargs["max_model_len"] = c.max_model_len
         self.llm = vllm.LLM(**llm_kwargs)
 
-    @property
-    def model_name(self) -> str:
-        return local_model_name(self.config.model)
-
-    def chat(
-        self,
-        batch: Sequence[Messages],
-        *,
-        temperature: float = 0.7,
-        max_tokens: int = 512,
-        seed: SeedArg = None,
-    ) -> list[str]:
-        convs = validate_batch(batch)
-        if not convs:
-            return []
-        seeds = per_item_seeds(seed, len(convs))
+    def _answers(self, convs: list[Messages], seeds: list[int | None], temperature: float,
+                 max_tokens: int) -> Iterator[tuple[int, str]]:
         params = [
             self._vllm.SamplingParams(temperature=temperature, top_p=self.config.top_p, max_tokens=max_tokens, seed=s)
             for s in seeds
@@ -95,5 +65,4 @@ class VLLMTeacher(Teacher):
         if self.config.chat_template_kwargs:
             kwargs["chat_template_kwargs"] = self.config.chat_template_kwargs
         outputs = self.llm.chat(convs, **kwargs)
-        texts = [o.outputs[0].text for o in outputs]
-        return [strip_reasoning(t) if self.config.strip_reasoning else t for t in texts]
+        yield from enumerate(o.outputs[0].text for o in outputs)
