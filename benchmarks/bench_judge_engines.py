@@ -56,7 +56,7 @@ cli_evaluate()
 
 def verdicts(samples_file: Path) -> dict[tuple[str, int], float]:
     """(document id, prompt index) -> P(Yes) / (P(Yes) + P(No)), from a samples file."""
-    from openrlhf_reward.scorers.judge import normalized_verdict
+    from openrlhf_reward.judge_prompts import normalized_verdict
 
     out = {}
     for line in samples_file.read_text().splitlines():

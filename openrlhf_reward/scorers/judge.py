@@ -43,7 +43,7 @@ mean over what did parse. When nothing parsed the reward is ``unparsed_reward`` 
 explicit, JSON-safe) and ``info["all_unparsed"]`` is True, so a server can report it.
 
 Prompts and parsers live in :mod:`openrlhf_reward.judge_prompts` (shared with the
-``wevaljudge-*`` tasks, the CE-RM agent and ``build-cerm``); this module re-exports them.
+``wevaljudge-*`` tasks, the CE-RM agent and ``build-cerm``).
 
 Transport: :class:`~openrlhf_reward.clients.AsyncChatClient` on a private event loop thread:
 at most ``concurrency`` calls in flight, per-call ``timeout``, and ``max_retries`` with
@@ -73,12 +73,7 @@ from openrlhf_reward.judge_prompts import (
     GENERIC_REQUIREMENT,
     SCORE_PROMPT,
     SCORE_SYSTEM_PROMPT,
-    TRUNCATION_MARKER,
-    VERDICT_PROMPT,
-    VERDICT_SYSTEM_PROMPT,
-    VERDICT_WORDS,
     fill_template,
-    normalized_verdict,
     parse_boxed_scores,
     parse_cerm_criteria,
     parse_cerm_score,
@@ -89,47 +84,10 @@ from openrlhf_reward.judge_prompts import (
     truncate_middle,
     verdict_messages,
     verdict_probability,
-    verdict_text,
 )
 from openrlhf_reward.retry import RetryPolicy
 from openrlhf_reward.scorers.base import Scorer, ScoreRequest, ScoreResult
 from openrlhf_reward.teachers.base import strip_reasoning
-
-# The prompts and parsers are re-exported: ``from openrlhf_reward.scorers.judge import ...``
-# keeps working for code written before judge_prompts existed.
-__all__ = [
-    "CERM_CRITERIA_TEMPLATE",
-    "CERM_EVAL_TEMPLATE",
-    "CERM_SCALES",
-    "CRITERIA_PROMPT",
-    "CRITERIA_SYSTEM_PROMPT",
-    "DEFAULT_MAX_RESPONSE_CHARS",
-    "GENERIC_CRITERION",
-    "GENERIC_REQUIREMENT",
-    "MODES",
-    "SCORE_PROMPT",
-    "SCORE_SYSTEM_PROMPT",
-    "TRUNCATION_MARKER",
-    "VERDICT_PROMPT",
-    "VERDICT_SYSTEM_PROMPT",
-    "VERDICT_WORDS",
-    "JudgeConfig",
-    "JudgeError",
-    "JudgeScorer",
-    "fill_template",
-    "normalized_verdict",
-    "parse_boxed_scores",
-    "parse_cerm_criteria",
-    "parse_cerm_score",
-    "parse_criteria",
-    "parse_item_scores",
-    "parse_verdict",
-    "read_template",
-    "truncate_middle",
-    "verdict_messages",
-    "verdict_probability",
-    "verdict_text",
-]
 
 CERM_SCALES = ("unit", "raw")
 MODES = ("verdict", "criteria", "cerm")

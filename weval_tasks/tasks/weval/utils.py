@@ -16,14 +16,14 @@ from typing import Any
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
-from openrlhf_reward.schema import CATEGORIES, REQUIREMENT_TYPES, DataError, load_weval_jsonl
-from openrlhf_reward.scorers.judge import (
+from openrlhf_reward.judge_prompts import (
     DEFAULT_MAX_RESPONSE_CHARS,
     VERDICT_WORDS,
     truncate_middle,
     verdict_messages,
     verdict_text,
 )
+from openrlhf_reward.schema import CATEGORIES, REQUIREMENT_TYPES, DataError, load_weval_jsonl
 from weval_tasks import DEMO_DATA
 from weval_tasks.absent import ABSENT_COLUMN, SKIP_ABSENT_ENV
 from weval_tasks.docs import document_from_row, document_to_row
