@@ -266,3 +266,21 @@ grpo_args() {
     --logger.tensorboard_dir "$OUTPUT_DIR/tensorboard"
   )
 }
+
+# micro_train_batch_size ACTOR_GPUS: DeepSpeed needs TRAIN_BATCH_SIZE = micro batch x gradient
+# accumulation x actor GPUs. Unless MICRO_TRAIN_BATCH_SIZE is set, pick the largest of 4, 2, 1
+# that divides; stop with the numbers when none does.
+micro_train_batch_size() {
+  local world="$1" m
+  if [ -z "${MICRO_TRAIN_BATCH_SIZE:-}" ]; then
+    for m in 4 2 1; do
+      if [ $((TRAIN_BATCH_SIZE % (m * world))) -eq 0 ]; then
+        MICRO_TRAIN_BATCH_SIZE=$m
+        break
+      fi
+    done
+    : "${MICRO_TRAIN_BATCH_SIZE:=1}"
+  fi
+  [ $((TRAIN_BATCH_SIZE % (MICRO_TRAIN_BATCH_SIZE * world))) -eq 0 ] \
+    || die "TRAIN_BATCH_SIZE ($TRAIN_BATCH_SIZE) must be a multiple of MICRO_TRAIN_BATCH_SIZE ($MICRO_TRAIN_BATCH_SIZE) x actor GPUs ($world)"
+}

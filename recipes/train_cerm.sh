@@ -92,18 +92,7 @@ recipe_help "$@"
 : "${N_SAMPLES:=8}"
 : "${ROLLOUT_BATCH_SIZE:=32}"
 : "${TRAIN_BATCH_SIZE:=64}"
-ACTOR_WORLD=$((NUM_NODES * GPUS_PER_NODE))
-if [ -z "${MICRO_TRAIN_BATCH_SIZE:-}" ]; then
-  for m in 4 2 1; do
-    if [ $((TRAIN_BATCH_SIZE % (m * ACTOR_WORLD))) -eq 0 ]; then
-      MICRO_TRAIN_BATCH_SIZE=$m
-      break
-    fi
-  done
-  : "${MICRO_TRAIN_BATCH_SIZE:=1}"
-fi
-[ $((TRAIN_BATCH_SIZE % (MICRO_TRAIN_BATCH_SIZE * ACTOR_WORLD))) -eq 0 ] \
-  || die "TRAIN_BATCH_SIZE ($TRAIN_BATCH_SIZE) must be a multiple of MICRO_TRAIN_BATCH_SIZE ($MICRO_TRAIN_BATCH_SIZE) x GPUs ($ACTOR_WORLD)"
+micro_train_batch_size "$((NUM_NODES * GPUS_PER_NODE))"
 : "${MICRO_ROLLOUT_BATCH_SIZE:=8}"
 : "${TEMPERATURE:=1.0}"
 : "${TOP_P:=1.0}"
