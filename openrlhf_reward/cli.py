@@ -4,11 +4,14 @@ Each subcommand lives in its own module exposing ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``; modules import heavy libraries inside
 ``run`` only, so ``--help`` stays fast.
 
-Errors of the data commands are handled here, once: an output that is a directory or the
-input is refused up front; bad input (a ``DataError`` naming file and line, or any data of
-an unexpected shape, named by the JSONL line being read) is one line on stderr and exit 2,
-and the outputs and work directory this run created are removed; a command that writes no
-rows exits 1. ``OPENRLHF_REWARD_DEBUG=1`` shows the traceback instead.
+Errors of the data commands are handled here, once, as one line
+``openrlhf-reward COMMAND: error: ...`` on stderr (the builders raise them, typed, and print
+none): an output that is a directory or the input is refused up front; bad input (a
+``DataError`` naming file and line, a damaged or mismatched work store, or any data of an
+unexpected shape, named by the JSONL line being read) exits 2, and the outputs and work
+directory this run created are removed; a build that cannot finish (the teacher fails, or
+cannot be set up) or that keeps no rows exits 1, keeping finished teacher work.
+``OPENRLHF_REWARD_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 # subcommand -> module; add new commands here.
 COMMANDS: dict[str, str] = {
-    "build-weval": "openrlhf_reward.builders.cli_weval",
+    "build-weval": "openrlhf_reward.builders.weval",
     "build-pairs": "openrlhf_reward.builders.pairs",
     "build-grpo": "openrlhf_reward.builders.grpo",
     "build-cerm": "openrlhf_reward.builders.cerm",
@@ -55,9 +58,9 @@ _INPUT_ARGS = ("input", "seeds")
 _OUTPUT_ARGS = ("output", "rejects", "eval_output")
 # Commands whose --output is a folder (a checkpoint), not a file.
 _FOLDER_OUTPUT_COMMANDS = frozenset({"train-classifier"})
-# Commands whose output is a JSONL of rows: finishing with none is a failure.
-_ROW_COMMANDS = frozenset({"build-grpo", "import-ifeval", "import-paper", "build-weval", "build-pairs",
-                           "build-adherence"})
+# Commands that write their JSONL of rows even when it is empty (the builders' runner never
+# does: it raises NothingKept): finishing with an empty file is a failure.
+_ROW_COMMANDS = frozenset({"build-adherence"})
 
 
 class UsageError(Exception):
@@ -114,11 +117,18 @@ def _has_rows(path: Path) -> bool:
         return any(line.strip() for line in f)
 
 
-def _describe(e: BaseException) -> str:
+def _describe(e: BaseException, args: argparse.Namespace) -> str:
+    from openrlhf_reward.builders.runner import BuildFailed, NothingKept
+    from openrlhf_reward.builders.store import StoreError
     from openrlhf_reward.schema import DataError, current_line
+    from openrlhf_reward.teachers.base import TeacherError
 
+    if isinstance(e, NothingKept):
+        return _no_rows(args)
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if isinstance(e, DataError):
+    if isinstance(e, TeacherError):
+        return f"{msg} (finished work is kept in the work directory; rerun to continue)"
+    if isinstance(e, (DataError, StoreError, BuildFailed)):  # these name what went wrong themselves
         return msg
     where = current_line()
     prefix = f"{where[0]}:{where[1]}: " if where else ""
@@ -129,10 +139,18 @@ def _describe(e: BaseException) -> str:
     return f"{prefix}{type(e).__name__}: {msg}"
 
 
+def _no_rows(args: argparse.Namespace) -> str:
+    inputs = ", ".join(str(p) for p in _paths(args, _INPUT_ARGS)) or "the input"
+    return f"no rows came out of {inputs}; nothing usable written"
+
+
 def _run(name: str, args: argparse.Namespace) -> int:
     """Run one subcommand; bad input -> one line on stderr, exit 2, nothing left behind."""
+    from openrlhf_reward.builders.runner import BuildFailed
+    from openrlhf_reward.builders.store import StoreError
     from openrlhf_reward.checks import CheckSpecError
     from openrlhf_reward.schema import DataError
+    from openrlhf_reward.teachers.base import TeacherError
 
     if name in ("serve", "reward-func-path"):
         return int(args._run(args) or 0)
@@ -146,14 +164,15 @@ def _run(name: str, args: argparse.Namespace) -> int:
     new_workdirs = [w for w in _workdirs(args) if not w.exists()]
     try:
         rc = int(args._run(args) or 0)
-    except (DataError, CheckSpecError, ValueError, TypeError, KeyError, UnicodeError, RecursionError,
-            OSError) as e:
+    except (BuildFailed, TeacherError, DataError, CheckSpecError, StoreError, ValueError, TypeError, KeyError,
+            UnicodeError, RecursionError, OSError) as e:
         # Builders raise DataError naming file and line; anything else here comes from input
         # of a shape the code did not expect, named by the line being read.
         if os.environ.get("OPENRLHF_REWARD_DEBUG") or isinstance(e, (ConnectionError, TimeoutError)):
             raise  # a network failure is not bad input
-        print(f"openrlhf-reward {name}: error: {_describe(e)}", file=sys.stderr)
-        rc = 2
+        print(f"openrlhf-reward {name}: error: {_describe(e, args)}", file=sys.stderr)
+        # the input was fine but the build could not finish: 1, and its teacher work is kept
+        rc = 1 if isinstance(e, (BuildFailed, TeacherError)) else 2
     if rc == 2:  # input errors: leave nothing behind that this run created
         for p in new_outputs:
             if p.is_file():
@@ -166,9 +185,7 @@ def _run(name: str, args: argparse.Namespace) -> int:
         if out and out[0].is_file() and not _has_rows(out[0]):
             if out[0] in new_outputs:
                 out[0].unlink()
-            inputs = ", ".join(str(p) for p in _paths(args, _INPUT_ARGS)) or "the input"
-            print(f"openrlhf-reward {name}: error: no rows came out of {inputs}; nothing usable written",
-                  file=sys.stderr)
+            print(f"openrlhf-reward {name}: error: {_no_rows(args)}", file=sys.stderr)
             rc = 1
     return rc
 

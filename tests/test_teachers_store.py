@@ -57,7 +57,7 @@ def test_registry_and_option_errors():
 def test_importing_the_packages_stays_light():
     code = (
         "import sys, openrlhf_reward, openrlhf_reward.teachers, openrlhf_reward.builders.weval, "
-        "openrlhf_reward.builders.cli_weval;"
+        "openrlhf_reward.builders.runner;"
         "heavy = [m for m in ('torch', 'transformers', 'openai', 'vllm', 'sentence_transformers', 'lm_eval') if m in sys.modules];"
         "print(json.dumps(heavy))"
     )

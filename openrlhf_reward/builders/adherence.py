@@ -91,8 +91,9 @@ def write_rows(rows: Iterable[dict[str, Any]], path: str | Path) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, help="WEval JSONL (build-weval or import-paper output).")
-    p.add_argument("--output", required=True, help="Adherence rows (JSONL) of the training groups.")
+    from openrlhf_reward.builders.cli_args import add_io_arguments
+
+    add_io_arguments(p, "WEval JSONL (build-weval or import-paper output).", "Adherence rows (JSONL) of the training groups.")
     p.add_argument("--eval-output", default=None, help="Adherence rows of the held-out groups (with --eval-fraction).")
     p.add_argument("--eval-fraction", type=float, default=0.0, help="Share of groups held out. Default: %(default)s.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the group split. Default: %(default)s.")

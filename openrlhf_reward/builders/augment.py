@@ -39,6 +39,7 @@ __all__ = [
     "parse_requirements_json",
     "requirement_item_schema",
     "requirements_json_schema",
+    "teacher_check",
 ]
 
 CHECK_DOC = """\
@@ -195,6 +196,18 @@ def find_conflict(requirements: Sequence[Requirement]) -> str | None:
     return None
 
 
+def teacher_check(item: Mapping[str, Any], reason: str, where: str) -> Any:
+    """The ``check`` of a teacher-written requirement (None when it has none); an invalid one
+    rejects the whole answer as ``reason``."""
+    check = item.get("check")
+    if check is not None:
+        try:
+            validate_check(check)
+        except CheckSpecError as e:
+            raise Rejected(reason, f"{where}: {e}") from None
+    return check
+
+
 def parse_requirements_json(
     text: str,
     *,
@@ -238,12 +251,7 @@ def parse_requirements_json(
         rtext = item.get("text")
         if not isinstance(rtext, str) or not rtext.strip():
             raise Rejected("invalid_requirement", f"item {i} has no text")
-        check = item.get("check")
-        if check is not None:
-            try:
-                validate_check(check)
-            except CheckSpecError as e:
-                raise Rejected("invalid_check", f"item {i}: {e}") from None
+        check = teacher_check(item, "invalid_check", f"item {i}")
         reqs.append(Requirement(id=f"{id_prefix}{i}", type=rtype, text=" ".join(rtext.split()), check=dict(check) if check else None))
     texts = [r.text.lower() for r in reqs]
     if len(set(texts)) != len(texts):

@@ -22,7 +22,6 @@ responses are identical carry no signal and are skipped (counted).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -159,8 +158,9 @@ def build_cerm_rows(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, help="Pairs: a JSONL or Parquet file, or a datasets dataset name.")
-    p.add_argument("--output", required=True, help="Prompt rows JSONL to write (atomically).")
+    from openrlhf_reward.builders.cli_args import add_io_arguments
+
+    add_io_arguments(p, "Pairs: a JSONL or Parquet file, or a datasets dataset name.", "Prompt rows JSONL to write (atomically).")
     p.add_argument("--split", default="train", help="datasets split (default %(default)s).")
     p.add_argument("--dataset-config", default=None, help="datasets configuration name.")
     p.add_argument("--query-field", default=None, help=f"Field holding the query (default: the first of {', '.join(QUERY_FIELDS)}, else the chat's user turn).")
@@ -172,28 +172,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.builders.cli_args import print_summary
+    from openrlhf_reward.builders.runner import finish
     from openrlhf_reward.builders.store import write_jsonl_atomic
     from openrlhf_reward.judge_prompts import CERM_CRITERIA_TEMPLATE, read_template
 
     sides = SIDES if args.sides == "both" else (args.sides,)
+    pairs = read_pairs(args.input, args.split, args.dataset_config)
     try:
         try:
             template = read_template(args.criteria_template_file, CERM_CRITERIA_TEMPLATE, "query", "--criteria-template-file")
         except ValueError as e:
             raise DataError(str(e)) from None
         rows, skipped = build_cerm_rows(
-            read_pairs(args.input, args.split, args.dataset_config),
+            pairs,
             criteria_template=template, sides=sides, query_field=args.query_field,
             id_prefix=args.id_prefix, datasource=args.datasource, limit=args.limit,
         )
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not rows:
-        print_summary("build-cerm", {"rows": 0}, skipped)
-        print(f"error: no usable pair in {args.input}; nothing written", file=sys.stderr)
-        return 1
-    write_jsonl_atomic(args.output, rows)
-    print_summary("build-cerm", {"pairs": len(rows) // len(sides), "rows": len(rows)}, skipped, [f"wrote {args.output}"])
-    return 0
+    finally:
+        pairs.close()  # release the input (an open file, a table) also when a bad row stops the build
+    if rows:
+        write_jsonl_atomic(args.output, rows)
+    kept = {"pairs": len(rows) // len(sides), "rows": len(rows)} if rows else {"rows": 0}
+    return finish("build-cerm", kept, skipped, output=args.output if rows else None)

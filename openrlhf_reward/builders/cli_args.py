@@ -1,29 +1,33 @@
-"""Command-line pieces shared by the data-building subcommands: teacher options and summaries."""
+"""Command-line pieces shared by the data-building subcommands: config flags and the teacher."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
+from openrlhf_reward.builders.runner import BuildFailed
 from openrlhf_reward.config import add_dataclass_flags, parse_key_value, values_from_args
 
 __all__ = [
     "FROM_TEACHER_ARGS",
     "add_config_arguments",
+    "add_io_arguments",
     "add_teacher_arguments",
     "config_from_args",
     "make_teacher",
     "parse_options",
-    "print_summary",
-    "teacher_meta",
 ]
 
 # Builder config fields set by the shared teacher options (--temperature, --max-tokens,
 # --retries, --chunk-size) rather than by a flag of their own.
 FROM_TEACHER_ARGS = frozenset({"temperature", "max_tokens", "max_attempts", "chunk_size"})
+
+
+def add_io_arguments(parser: argparse.ArgumentParser, input_help: str, output_help: str) -> None:
+    """The required ``--input`` and ``--output`` of the commands that turn one file into rows."""
+    parser.add_argument("--input", required=True, help=input_help)
+    parser.add_argument("--output", required=True, help=output_help)
 
 
 def add_teacher_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -88,7 +92,7 @@ def parse_options(items: Iterable[str]) -> dict[str, Any]:
     try:
         return dict(parse_key_value(item, "--teacher-opt") for item in items)
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise BuildFailed(str(e)) from None
 
 
 def teacher_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -104,39 +108,10 @@ def teacher_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def make_teacher(args: argparse.Namespace) -> Any:
-    from openrlhf_reward.teachers import get_teacher
+    """The teacher the flags name; one that cannot be set up is a :class:`BuildFailed` (exit 1)."""
+    from openrlhf_reward.teachers import TeacherError, get_teacher
 
     try:
         return get_teacher(args.teacher, **teacher_config(args))
-    except (TypeError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-
-
-def teacher_meta(teacher: Any) -> dict[str, Any]:
-    """The teacher identity recorded in a work store's fingerprint (not speed knobs or keys).
-
-    Schema-constrained decoding changes what a JSON answer can be, so it is recorded too; only
-    when on, so work directories of unconstrained builds keep their fingerprint."""
-    meta = {"teacher": teacher.name, "teacher_model": teacher.model_name}
-    if getattr(teacher, "uses_json_schema", False):
-        meta["structured_output"] = True
-    return meta
-
-
-def print_summary(
-    command: str,
-    kept: Mapping[str, int],
-    rejected: Mapping[str, int] | Counter,
-    notes: Iterable[str] = (),
-    stream: Any = None,
-) -> None:
-    """``command: kept ...; rejected N (reason: n, ...)`` plus note lines, on stderr."""
-    stream = stream or sys.stderr
-    kept_s = ", ".join(f"{k} {v}" for k, v in kept.items())
-    total_rej = sum(rejected.values())
-    line = f"{command}: kept {kept_s}; rejected {total_rej}"
-    if total_rej:
-        line += " (" + ", ".join(f"{r}: {n}" for r, n in sorted(rejected.items(), key=lambda x: (-x[1], x[0]))) + ")"
-    print(line, file=stream)
-    for note in notes:
-        print(f"  {note}", file=stream)
+    except (TypeError, ValueError, TeacherError) as e:
+        raise BuildFailed(str(e)) from None

@@ -22,6 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from openrlhf_reward.builders.augment import (
+    CHECK_DOC,
+    MAX_SCHEMA_TEXT_CHARS,
+    requirement_item_schema,
+    teacher_check,
+)
 from openrlhf_reward.builders.instructions import Instruction, RawInstruction
 from openrlhf_reward.builders.store import WorkStore
 from openrlhf_reward.builders.teacher_units import (
@@ -31,7 +37,6 @@ from openrlhf_reward.builders.teacher_units import (
     derive_seed,
     run_units,
 )
-from openrlhf_reward.checks import CheckSpecError, validate_check
 from openrlhf_reward.schema import REQUIREMENT_TYPES, DataError, Requirement, parse_requirements
 
 __all__ = [
@@ -76,8 +81,6 @@ class ExtractConfig:
 
 def extraction_json_schema(min_requirements: int = 1, max_requirements: int = 8) -> dict[str, Any]:
     """JSON Schema of an extraction answer (for teachers that constrain decoding to a schema)."""
-    from openrlhf_reward.builders.augment import MAX_SCHEMA_TEXT_CHARS, requirement_item_schema
-
     return {
         "title": "extraction",
         "type": "object",
@@ -93,8 +96,6 @@ def extraction_json_schema(min_requirements: int = 1, max_requirements: int = 8)
 
 def extraction_prompt(instruction: str, max_requirements: int = 8) -> str:
     """The extraction request; the check vocabulary is the one the augmentation prompt shows."""
-    from openrlhf_reward.builders.augment import CHECK_DOC
-
     vocab = "\n".join(f"  {line}" for line in CHECK_DOC.splitlines())
     return EXTRACT_PROMPT.format(
         instruction=instruction.strip(), max_requirements=max_requirements, vocabulary=vocab
@@ -147,12 +148,7 @@ def parse_extraction(
             raise Rejected(
                 "unknown_type", f"requirement {i} has type {item.get('type')!r} (expected one of {', '.join(REQUIREMENT_TYPES)})"
             )
-        check = item.get("check")
-        if check is not None:
-            try:
-                validate_check(check)
-            except CheckSpecError as e:
-                raise Rejected("bad_check", f"requirement {i}: {e}") from None
+        check = teacher_check(item, "bad_check", f"requirement {i}")
         reqs_raw.append({"id": f"c{i}", "type": item["type"], "text": item.get("text"), "check": check})
     try:
         reqs = parse_requirements(reqs_raw, where)

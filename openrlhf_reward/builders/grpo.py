@@ -22,6 +22,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +97,28 @@ def build_rows(
 # ----------------------------------------------------------------------------- CLI
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from openrlhf_reward.builders.cli_args import add_teacher_arguments
+def _extract(args: argparse.Namespace, raw: list) -> tuple[list[Instruction], Counter, list[str]]:
+    """Requirement extraction in the work directory: (instructions, rejects by reason, failures)."""
+    from openrlhf_reward.builders.cli_args import make_teacher
+    from openrlhf_reward.builders.extract import ExtractConfig
+    from openrlhf_reward.builders.runner import Build
 
-    p.add_argument("--input", required=True, help="JSONL of instructions (listed requirements, or raw with --raw).")
-    p.add_argument("--output", required=True, help="GRPO JSONL to write (atomically).")
+    # the grpo flags carry the ExtractConfig fields under the same names
+    cfg = ExtractConfig(**{f.name: getattr(args, f.name) for f in fields(ExtractConfig)})
+    work = Path(args.workdir or f"{args.output}.work")
+    meta = {"builder": "grpo-extract", "seed": args.seed, **vars(cfg)}
+    with make_teacher(args) as teacher:
+        with Build(work, meta, teacher, store_name="units.jsonl", progress=not args.no_progress,
+                   chunk_size=args.chunk_size) as build:
+            instructions = build.extract(raw, teacher, cfg, seed=args.seed)
+    build.write_rejects()
+    return instructions, build.reasons, build.failures()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from openrlhf_reward.builders.cli_args import add_io_arguments, add_teacher_arguments
+
+    add_io_arguments(p, "JSONL of instructions (listed requirements, or raw with --raw).", "GRPO JSONL to write (atomically).")
     p.add_argument("--raw", action="store_true", help="Input lines are raw instructions; a teacher extracts the requirements.")
     p.add_argument("--text-key", default="instruction", help="Field of the raw instruction text (default %(default)s).")
     p.add_argument("--id-key", default="id", help="Field of the instruction id (optional in the input).")
@@ -114,56 +132,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.builders.cli_args import print_summary
     from openrlhf_reward.builders.instructions import load_listed, load_raw
+    from openrlhf_reward.builders.runner import finish
     from openrlhf_reward.builders.store import write_jsonl_atomic
 
     rejected: Counter = Counter()
-    notes: list[str] = []
-    failed = 0
-    try:
-        if args.raw:
-            raw, dups = load_raw(args.input, id_key=args.id_key, text_key=args.text_key)
-            instructions, ext_rejects, failed = _extract(args, raw)
-            for r in ext_rejects:
-                rejected[f"extract/{r['reason']}"] += 1
-        else:
-            instructions, dups = load_listed(args.input, id_key=args.id_key)
-        rows, more = build_rows(instructions, args.datasource, progress=not args.no_progress)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    failures: list[str] = []
+    if args.raw:
+        raw, dups = load_raw(args.input, id_key=args.id_key, text_key=args.text_key)
+        instructions, rejected, failures = _extract(args, raw)
+    else:
+        instructions, dups = load_listed(args.input, id_key=args.id_key)
+    rows, more = build_rows(instructions, args.datasource, progress=not args.no_progress)
     rejected.update(more)
     if dups:
         rejected["duplicate_instruction"] += dups
-    if failed:
-        notes.append(f"{failed} instruction(s) failed on the teacher side; rerun the same command to retry them")
-        print_summary("build-grpo", {"rows": len(rows)}, rejected, notes)
-        return 1
-    write_jsonl_atomic(args.output, rows)
-    notes.append(f"wrote {args.output}")
-    print_summary("build-grpo", {"rows": len(rows)}, rejected, notes)
-    return 0
-
-
-def _extract(args: argparse.Namespace, raw: list) -> tuple[list[Instruction], list[dict[str, Any]], int]:
-    from openrlhf_reward.builders.cli_args import make_teacher, teacher_meta
-    from openrlhf_reward.builders.extract import ExtractConfig, run_extraction
-    from openrlhf_reward.builders.store import WorkStore, write_jsonl_atomic
-
-    cfg = ExtractConfig(
-        min_requirements=args.min_requirements,
-        max_requirements=args.max_requirements,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        retries=args.retries,
-    )
-    work = Path(args.workdir or f"{args.output}.work")
-    with make_teacher(args) as teacher:
-        meta = {"builder": "grpo-extract", "seed": args.seed, **vars(cfg), **teacher_meta(teacher)}
-        with WorkStore.open(work / "units.jsonl", meta=meta) as store:
-            instructions, rejects, stats = run_extraction(
-                raw, teacher, store, cfg, seed=args.seed, chunk_size=args.chunk_size, progress=not args.no_progress
-            )
-    write_jsonl_atomic(work / "rejects.jsonl", rejects)
-    return instructions, rejects, len(stats.failed)
+    done = bool(rows) and not failures  # never an empty file, nor one missing pending instructions
+    if done:
+        write_jsonl_atomic(args.output, rows)
+    return finish("build-grpo", {"rows": len(rows)}, rejected, output=args.output if done else None, failures=failures)

@@ -15,7 +15,6 @@ reported (line number and reason); ``--strict`` stops at the first one instead.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -81,8 +80,9 @@ def import_ifeval(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, help="IFEval-format JSONL (e.g. IFEval's input_data.jsonl).")
-    p.add_argument("--output", required=True, help="GRPO JSONL to write (atomically).")
+    from openrlhf_reward.builders.cli_args import add_io_arguments
+
+    add_io_arguments(p, "IFEval-format JSONL (e.g. IFEval's input_data.jsonl).", "GRPO JSONL to write (atomically).")
     p.add_argument("--prompt-key", default="prompt", help="Field of the prompt (default %(default)s).")
     p.add_argument("--id-key", default="key", help="Field of the row id (default %(default)s; optional).")
     p.add_argument("--datasource", default=None, help="Add this 'datasource' to every row (e.g. ifeval).")
@@ -92,25 +92,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.builders.cli_args import print_summary
     from openrlhf_reward.builders.grpo import build_rows
+    from openrlhf_reward.builders.runner import finish
     from openrlhf_reward.builders.store import write_jsonl_atomic
 
-    try:
-        instructions, rejects = import_ifeval(
-            args.input, strict=args.strict, prompt_key=args.prompt_key, id_key=args.id_key
-        )
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    instructions, rejects = import_ifeval(args.input, strict=args.strict, prompt_key=args.prompt_key, id_key=args.id_key)
     # IFEval rows always carry requirements, so build_rows skips none of them.
     rows, skipped = build_rows(instructions, args.datasource, progress=not args.no_progress, desc="import-ifeval")
-    write_jsonl_atomic(args.output, rows)
+    if rows:
+        write_jsonl_atomic(args.output, rows)
     if args.rejects:
         write_jsonl_atomic(args.rejects, rejects)
     notes = [f"line {r['line']}: {r['error']}" for r in rejects[:5]]
     if len(rejects) > 5:
         notes.append(f"... and {len(rejects) - 5} more" + (f" (see {args.rejects})" if args.rejects else ""))
-    notes.append(f"wrote {args.output}")
-    print_summary("import-ifeval", {"rows": len(rows)}, Counter(r["reason"] for r in rejects) + skipped, notes)
-    return 0
+    return finish("import-ifeval", {"rows": len(rows)}, Counter(r["reason"] for r in rejects) + skipped, notes=notes,
+                  output=args.output if rows else None)

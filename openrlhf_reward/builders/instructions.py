@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,27 +69,45 @@ def content_id(*parts: Any, prefix: str = "i") -> str:
     return f"{prefix}{h[:12]}"
 
 
-def _claim_id(
-    obj: Mapping[str, Any], id_key: str, where: str, lineno: int, seen: dict[str, int], content: tuple[Any, ...]
-) -> str | None:
-    """The line's id (its ``id_key`` field, else a hash of ``content``), recorded in ``seen``.
+class _Ids:
+    """The ids claimed so far in one input file, and the exact duplicates dropped (``dups``)."""
 
-    None for an exact duplicate of an earlier id-less line (the caller drops and counts it);
-    a repeated explicit id is a DataError.
-    """
-    raw = obj.get(id_key)
-    if raw is None:
-        inst_id = content_id(*content)
-        if inst_id in seen:
-            return None
-    else:
-        if isinstance(raw, bool) or not isinstance(raw, str | int) or not str(raw).strip():
-            raise DataError(f"{where}: field {id_key!r} must be a non-empty string or an integer")
-        inst_id = str(raw)
-        if inst_id in seen:
-            raise DataError(f"{where}: duplicate instruction id {inst_id!r} (first on line {seen[inst_id]})")
-    seen[inst_id] = lineno
-    return inst_id
+    def __init__(self, id_key: str) -> None:
+        self.id_key = id_key
+        self.seen: dict[str, int] = {}  # id -> line
+        self.dups = 0
+
+    def claim(self, obj: Mapping[str, Any], where: str, lineno: int, content: tuple[Any, ...]) -> str | None:
+        """The line's id (its ``id_key`` field, else a hash of ``content``); None for an exact
+        duplicate of an earlier id-less line (the caller drops it); a repeated explicit id is a
+        DataError."""
+        raw = obj.get(self.id_key)
+        if raw is None:
+            inst_id = content_id(*content)
+            if inst_id in self.seen:
+                self.dups += 1
+                return None
+        else:
+            if isinstance(raw, bool) or not isinstance(raw, str | int) or not str(raw).strip():
+                raise DataError(f"{where}: field {self.id_key!r} must be a non-empty string or an integer")
+            inst_id = str(raw)
+            if inst_id in self.seen:
+                raise DataError(f"{where}: duplicate instruction id {inst_id!r} (first on line {self.seen[inst_id]})")
+        self.seen[inst_id] = lineno
+        return inst_id
+
+
+def _lines(path: str | Path) -> Iterator[tuple[int, str, Any]]:
+    """(line number, "file:line", object) of each line."""
+    name = Path(path).name
+    for lineno, obj in iter_jsonl(path):
+        yield lineno, f"{name}:{lineno}", obj
+
+
+def _some(out: list[Any], path: str | Path) -> list[Any]:
+    if not out:
+        raise DataError(f"{path}: no instructions")
+    return out
 
 
 def load_listed(
@@ -102,11 +120,8 @@ def load_listed(
 ) -> tuple[list[Instruction], int]:
     """Load instructions that list their requirements: (instructions, duplicates dropped)."""
     out: list[Instruction] = []
-    seen: dict[str, int] = {}
-    dups = 0
-    name = Path(path).name
-    for lineno, obj in iter_jsonl(path):
-        where = f"{name}:{lineno}"
+    ids = _Ids(id_key)
+    for lineno, where, obj in _lines(path):
         if not isinstance(obj, Mapping):
             raise DataError(f"{where}: expected a JSON object")
         query = obj.get(query_key)
@@ -115,9 +130,8 @@ def load_listed(
         if requirements_key not in obj:
             raise DataError(f"{where}: missing field {requirements_key!r}")
         reqs = parse_requirements(obj[requirements_key], where)
-        inst_id = _claim_id(obj, id_key, where, lineno, seen, (query.strip(), [r.to_dict() for r in reqs]))
+        inst_id = ids.claim(obj, where, lineno, (query.strip(), [r.to_dict() for r in reqs]))
         if inst_id is None:
-            dups += 1
             continue
         text = None
         for key in ([instruction_key] if instruction_key else ["instruction", "prompt"]):
@@ -134,9 +148,7 @@ def load_listed(
                 category=category,
             )
         )
-    if not out:
-        raise DataError(f"{path}: no instructions")
-    return out, dups
+    return _some(out, path), ids.dups
 
 
 def load_raw(
@@ -144,11 +156,8 @@ def load_raw(
 ) -> tuple[list[RawInstruction], int]:
     """Load raw instructions (text only): (instructions, duplicates dropped)."""
     out: list[RawInstruction] = []
-    seen: dict[str, int] = {}
-    dups = 0
-    name = Path(path).name
-    for lineno, obj in iter_jsonl(path):
-        where = f"{name}:{lineno}"
+    ids = _Ids(id_key)
+    for lineno, where, obj in _lines(path):
         if isinstance(obj, str):
             obj = {text_key: obj}
         if not isinstance(obj, Mapping):
@@ -156,12 +165,7 @@ def load_raw(
         text = obj.get(text_key)
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{where}: field {text_key!r} must be a non-empty string")
-        inst_id = _claim_id(obj, id_key, where, lineno, seen, (text.strip(),))
-        if inst_id is None:
-            dups += 1
-            continue
-        extra = {k: v for k, v in obj.items() if k not in (id_key, text_key)}
-        out.append(RawInstruction(id=inst_id, text=text, extra=extra))
-    if not out:
-        raise DataError(f"{path}: no instructions")
-    return out, dups
+        inst_id = ids.claim(obj, where, lineno, (text.strip(),))
+        if inst_id is not None:
+            out.append(RawInstruction(id=inst_id, text=text, extra={k: v for k, v in obj.items() if k not in (id_key, text_key)}))
+    return _some(out, path), ids.dups

@@ -46,15 +46,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from openrlhf_reward.builders.dropout import DropoutLevel, dropout_levels
 from openrlhf_reward.builders.instructions import Instruction
+from openrlhf_reward.builders.runner import Build
 from openrlhf_reward.schema import DataError, Requirement, parse_requirements
 
 __all__ = [
@@ -71,7 +71,6 @@ HELP = "Build WRL reward-model pairs (requirement dropout, teacher answers) for 
 
 PAIRINGS = ("full", "adjacent", "all")
 GRANULARITIES = ("query", "requirement", "both")
-STORE_NAME = "work.jsonl"
 
 
 @dataclass
@@ -258,36 +257,20 @@ def _levels(cfg: PairsBuildConfig, inst: Instruction) -> list[DropoutLevel]:
     )
 
 
-def _meta(cfg: PairsBuildConfig, teacher: Any) -> dict[str, Any]:
+def _meta(cfg: PairsBuildConfig) -> dict[str, Any]:
     # What changes the meaning of a stored unit; not paths, pairing, granularity or speed knobs.
     keys = (
         "raw", "text_key", "seed", "levels", "temperature", "max_tokens", "max_attempts", "system_prompt",
         "extract_temperature", "extract_max_tokens", "min_requirements", "max_requirements",
     )
-    from openrlhf_reward.builders.cli_args import teacher_meta
-
-    return {"builder": "pairs", "format": 1, **{k: getattr(cfg, k) for k in keys}, **teacher_meta(teacher)}
-
-
-def _validate_answer(text: str) -> str:
-    from openrlhf_reward.builders.teacher_units import Rejected
-
-    if not text.strip():
-        raise Rejected("empty_response", "the teacher returned no text")
-    return text
+    return {"builder": "pairs", "format": 1, **{k: getattr(cfg, k) for k in keys}}
 
 
 def build_pairs(config: PairsBuildConfig, teacher: Any) -> dict[str, Any]:
     """Run (or resume) the build; returns the summary (also written to WORKDIR/summary.json)."""
-    from openrlhf_reward.builders.extract import ExtractConfig, run_extraction
+    from openrlhf_reward.builders.extract import ExtractConfig
     from openrlhf_reward.builders.instructions import load_listed, load_raw
-    from openrlhf_reward.builders.store import WorkStore, write_jsonl_atomic, write_text_atomic
-    from openrlhf_reward.builders.teacher_units import (
-        TeacherUnit,
-        derive_seed,
-        describe_failures,
-        run_units,
-    )
+    from openrlhf_reward.builders.teacher_units import answer_unit
 
     cfg = config
     if not cfg.input or not cfg.output:
@@ -301,95 +284,45 @@ def build_pairs(config: PairsBuildConfig, teacher: Any) -> dict[str, Any]:
     if cfg.max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {cfg.max_attempts}")
 
+    # the input is read before the work directory exists: bad input leaves none behind
+    if cfg.raw:
+        raw, dups = load_raw(cfg.input, id_key=cfg.id_key, text_key=cfg.text_key)
+        n_input = len(raw)
+    else:
+        instructions, dups = load_listed(cfg.input, id_key=cfg.id_key)
+        n_input = len(instructions)
     workdir = Path(cfg.workdir) if cfg.workdir else Path(f"{cfg.output}.work")
-    rejects: list[dict[str, Any]] = []
-    reasons: Counter = Counter()
-    store = WorkStore.open(workdir / STORE_NAME, meta=_meta(cfg, teacher))
-    try:
-        ext_failed: dict[str, str] = {}
+    with Build(workdir, _meta(cfg), teacher, progress=cfg.progress, chunk_size=cfg.chunk_size) as build:
         if cfg.raw:
-            raw, dups = load_raw(cfg.input, id_key=cfg.id_key, text_key=cfg.text_key)
-            ext_cfg = ExtractConfig(
-                min_requirements=cfg.min_requirements,
-                max_requirements=cfg.max_requirements,
-                temperature=cfg.extract_temperature,
-                max_tokens=cfg.extract_max_tokens,
-                retries=cfg.max_attempts - 1,
-            )
-            instructions, ext_rejects, ext_stats = run_extraction(
-                raw, teacher, store, ext_cfg, seed=cfg.seed, chunk_size=cfg.chunk_size, progress=cfg.progress
-            )
-            ext_failed = ext_stats.failed
-            for r in ext_rejects:
-                rejects.append(r)
-                reasons[f"extract/{r['reason']}"] += 1
-            n_input = len(raw)
-        else:
-            instructions, dups = load_listed(cfg.input, id_key=cfg.id_key)
-            n_input = len(instructions)
+            instructions = build.extract(raw, teacher, ExtractConfig(
+                min_requirements=cfg.min_requirements, max_requirements=cfg.max_requirements,
+                temperature=cfg.extract_temperature, max_tokens=cfg.extract_max_tokens, retries=cfg.max_attempts - 1,
+            ), seed=cfg.seed)
         if dups:
-            reasons["duplicate_instruction"] += dups
+            build.reasons["duplicate_instruction"] += dups
 
         usable: list[Instruction] = []
         for inst in instructions:
-            if not inst.requirements:
-                rejects.append({"id": inst.id, "stage": "input", "reason": "no_requirements", "error": "nothing to drop"})
-                reasons["no_requirements"] += 1
-            else:
+            if inst.requirements:
                 usable.append(inst)
-
+            else:
+                build.reject("no_requirements", {"id": inst.id, "stage": "input", "reason": "no_requirements",
+                                                 "error": "nothing to drop"})
         key_of = {inst.id: f"{inst.id}@{_content_hash(inst)}" for inst in usable}
         levels_of = {inst.id: _levels(cfg, inst) for inst in usable}
-        units = []
-        for inst in usable:
-            for lvl in levels_of[inst.id]:
-                key = f"resp:{key_of[inst.id]}:{lvl.k}"
-                msgs = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
-                units.append(
-                    TeacherUnit(
-                        key=key,
-                        messages=msgs + [{"role": "user", "content": lvl.prompt}],
-                        seed=derive_seed(cfg.seed, key),
-                        accept=_validate_answer,
-                    )
-                )
-        stats = run_units(
-            teacher, units, store, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-            retries=cfg.max_attempts - 1, chunk_size=cfg.chunk_size, desc="answers", progress=cfg.progress,
-        )
-        failures = [*describe_failures(stats)]
-        if ext_failed:
-            failures.insert(0, f"{len(ext_failed)} extraction(s) failed on the teacher side; rerun to retry them")
-        if failures:
-            # Unanswered units are not stored; writing now would differ from a complete run.
-            summary: dict[str, Any] = {
-                "complete": False, "output": None, "failures": failures,
-                "pending_units": len(stats.failed) + len(ext_failed),
-            }
-        else:
-            summary = _assemble(cfg, teacher, usable, levels_of, key_of, store, rejects, reasons)
-            records = summary.pop("_records")
-            if records:  # never replace a previous output with an empty file
-                write_jsonl_atomic(cfg.output, records)
-            else:
-                summary["output"] = None
-            summary["complete"] = True
-        summary.update(
-            instructions=n_input,
-            rejected_by_reason=dict(sorted(reasons.items())),
-            this_run={
-                "done_before": stats.done_before, "accepted": stats.accepted,
-                "rejected": dict(stats.rejected), "retried": stats.retried, "failed": len(stats.failed),
-            },
-        )
-    finally:
-        store.close()
-    write_jsonl_atomic(workdir / "rejects.jsonl", rejects)
-    summary["rejects_path"] = str(workdir / "rejects.jsonl")
-    summary["config"] = {k: v for k, v in asdict(cfg).items() if k != "progress"}
-    write_text_atomic(workdir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    summary["summary_path"] = str(workdir / "summary.json")
-    return summary
+        units = [
+            answer_unit(f"resp:{key_of[inst.id]}:{lvl.k}", lvl.prompt, base_seed=cfg.seed, system_prompt=cfg.system_prompt)
+            for inst in usable
+            for lvl in levels_of[inst.id]
+        ]
+        stats = build.run_units("answers", teacher, units, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+                                retries=cfg.max_attempts - 1)
+        records: list[dict[str, Any]] = []
+        summary: dict[str, Any] = {}
+        if not build.pending:  # unanswered units are not stored: a file now would differ from a complete run
+            records, summary = _assemble(cfg, teacher, usable, levels_of, key_of, build)
+        summary.update(instructions=n_input, this_run=stats.counts())
+        return build.write(cfg.output, records, summary, config=cfg)
 
 
 def _assemble(
@@ -398,10 +331,9 @@ def _assemble(
     usable: Sequence[Instruction],
     levels_of: dict[str, list[DropoutLevel]],
     key_of: dict[str, str],
-    store: Any,
-    rejects: list[dict[str, Any]],
-    reasons: Counter,
-) -> dict[str, Any]:
+    build: Build,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The pairs in input order, and the summary's counts; rejects go to ``build``."""
     records: list[dict[str, Any]] = []
     per_gran: Counter = Counter()
     kept_instructions = 0
@@ -409,19 +341,17 @@ def _assemble(
         levels = levels_of[inst.id]
         responses: list[str | None] = []
         for lvl in levels:
-            rec = store[f"resp:{key_of[inst.id]}:{lvl.k}"]
+            rec = build.store[f"resp:{key_of[inst.id]}:{lvl.k}"]
             responses.append(rec["value"] if rec["ok"] else None)
             if not rec["ok"]:
-                reasons[f"answer/{rec['reason']}"] += 1
-                rejects.append({"id": inst.id, "stage": "answer", "level": lvl.k, "reason": rec["reason"], "error": rec["error"]})
+                build.reject(f"answer/{rec['reason']}", {"id": inst.id, "stage": "answer", "level": lvl.k,
+                                                         "reason": rec["reason"], "error": rec["error"]})
         pairs, skipped = make_pairs(
             inst, levels, responses, pairing=cfg.pairing, granularity=cfg.granularity, teacher=teacher.model_name
         )
-        for reason, n in skipped.items():
-            reasons[f"pair/{reason}"] += n
+        build.reasons.update({f"pair/{reason}": n for reason, n in skipped.items()})
         if not pairs:
-            rejects.append({"id": inst.id, "stage": "pairs", "reason": "no_pairs", "error": dict(skipped)})
-            reasons["no_pairs"] += 1
+            build.reject("no_pairs", {"id": inst.id, "stage": "pairs", "reason": "no_pairs", "error": dict(skipped)})
             continue
         for p in pairs:
             try:
@@ -431,9 +361,7 @@ def _assemble(
             per_gran[p["granularity"]] += 1
         records.extend(pairs)
         kept_instructions += 1
-    return {
-        "_records": records,
-        "output": str(cfg.output),
+    return records, {
         "pairs": len(records),
         "pairs_by_granularity": dict(sorted(per_gran.items())),
         "instructions_with_pairs": kept_instructions,
@@ -458,23 +386,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.builders.cli_args import config_from_args, make_teacher, print_summary
-    from openrlhf_reward.builders.store import StoreError
+    from openrlhf_reward.builders.cli_args import config_from_args, make_teacher
+    from openrlhf_reward.builders.runner import finish
 
-    try:
-        cfg = config_from_args(args, PairsBuildConfig)
-        with make_teacher(args) as teacher:
-            summary = build_pairs(cfg, teacher)
-    except (DataError, StoreError, ValueError) as e:
-        print(f"build-pairs: error: {e}", file=sys.stderr)
-        return 2
-    notes = [f"summary {summary['summary_path']}; rejects {summary['rejects_path']}"]
-    if not summary["complete"]:
-        notes += summary["failures"]
-        print_summary("build-pairs", {"pairs": 0}, summary["rejected_by_reason"], notes)
-        return 1
-    kept = {"pairs": summary["pairs"], "instructions": summary["instructions_with_pairs"]}
-    kept.update({f"{k} pairs": v for k, v in summary["pairs_by_granularity"].items()})
-    notes.append(f"wrote {summary['output']}")
-    print_summary("build-pairs", kept, summary["rejected_by_reason"], notes)
-    return 0 if summary["pairs"] else 1
+    cfg = config_from_args(args, PairsBuildConfig)
+    with make_teacher(args) as teacher:
+        summary = build_pairs(cfg, teacher)
+    kept = {"pairs": summary.get("pairs", 0)}
+    if summary["complete"]:
+        kept.update(instructions=summary["instructions_with_pairs"])
+        kept.update({f"{k} pairs": v for k, v in summary["pairs_by_granularity"].items()})
+    return finish("build-pairs", kept, summary["rejected_by_reason"], output=summary["output"],
+                  notes=[f"summary {summary['summary_path']}; rejects {summary['rejects_path']}"],
+                  failures=summary.get("failures", ()))

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -387,8 +386,9 @@ def import_paper(path: str | Path, config: PaperImportConfig | None = None) -> I
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, help="A released file: writing_subset.parquet, train.parquet, wrl_pairs_test.jsonl or val_set.jsonl.")
-    p.add_argument("--output", required=True, help="JSONL to write (atomically).")
+    from openrlhf_reward.builders.cli_args import add_io_arguments
+
+    add_io_arguments(p, "A released file: writing_subset.parquet, train.parquet, wrl_pairs_test.jsonl or val_set.jsonl.", "JSONL to write (atomically).")
     p.add_argument("--as", dest="kind", default=None, choices=("weval", "pairs", "grpo"),
                    help="Output kind (default: weval for writing_subset, pairs for train and chat pairs, grpo for IFEval rows).")
     p.add_argument("--category", default=None, choices=CATEGORIES, help="Category of every WEval document (default: MiniLM assignment).")
@@ -402,7 +402,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.builders.cli_args import print_summary
+    from openrlhf_reward.builders.runner import finish
     from openrlhf_reward.builders.store import write_jsonl_atomic
 
     cfg = PaperImportConfig(
@@ -410,12 +410,8 @@ def run(args: argparse.Namespace) -> int:
         type_prototypes=args.type_prototypes, embedder=args.embedder, id_prefix=args.id_prefix,
         datasource=args.datasource, seed=args.seed,
     )
-    try:
-        result = import_paper(args.input, cfg)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    write_jsonl_atomic(args.output, result.rows)
-    notes = [f"layout {result.layout} -> {result.kind}", f"wrote {args.output}"]
-    print_summary("import-paper", {result.kind: len(result.rows)}, result.skipped, notes)
-    return 0
+    result = import_paper(args.input, cfg)
+    if result.rows:
+        write_jsonl_atomic(args.output, result.rows)
+    return finish("import-paper", {result.kind: len(result.rows)}, result.skipped,
+                  notes=[f"layout {result.layout} -> {result.kind}"], output=args.output if result.rows else None)

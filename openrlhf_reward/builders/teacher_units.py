@@ -22,7 +22,7 @@ from typing import Any
 
 from openrlhf_reward.builders.store import WorkStore
 
-__all__ = ["Rejected", "TeacherUnit", "UnitStats", "auto_chunk_size", "derive_seed", "run_units"]
+__all__ = ["Rejected", "TeacherUnit", "UnitStats", "answer_unit", "auto_chunk_size", "derive_seed", "run_units"]
 
 
 class Rejected(Exception):
@@ -48,6 +48,20 @@ class TeacherUnit:
     accept: Callable[[str], Any]
 
 
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise Rejected("empty_response", "the teacher returned no text")
+    return text
+
+
+def answer_unit(key: str, prompt: str, *, base_seed: int, system_prompt: str | None = None) -> TeacherUnit:
+    """A unit asking for a free answer to ``prompt`` (after an optional system message), as
+    the dropout levels of build-weval and build-pairs do; any non-empty answer is accepted."""
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return TeacherUnit(key=key, messages=[*system, {"role": "user", "content": prompt}],
+                       seed=derive_seed(base_seed, key), accept=_nonempty)
+
+
 @dataclass
 class UnitStats:
     done_before: int = 0  # already in the store when the run started
@@ -55,6 +69,11 @@ class UnitStats:
     rejected: Counter = field(default_factory=Counter)  # reason -> count (stored rejections)
     failed: dict[str, str] = field(default_factory=dict)  # key -> teacher error (not stored)
     retried: int = 0
+
+    def counts(self) -> dict[str, Any]:
+        """This run's counts as the build summaries record them (failed units counted, not listed)."""
+        return {"done_before": self.done_before, "accepted": self.accepted, "rejected": dict(self.rejected),
+                "retried": self.retried, "failed": len(self.failed)}
 
 
 def auto_chunk_size(teacher: Any) -> int:

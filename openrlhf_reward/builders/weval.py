@@ -1,6 +1,6 @@
-"""Build a WEval benchmark file from seed instructions with a teacher.
+"""``build-weval``: a WEval benchmark file from seed instructions with a teacher.
 
-Pipeline (each stage resumable through one :class:`~.store.WorkStore` in the work dir):
+Pipeline (each stage resumable through the work store of one :class:`~.runner.Build`):
 
 1. **categories** -- embed the seeds, assign each to the nearest prototype centroid
    (:mod:`.categories`); seeds below the similarity threshold are dropped and counted.
@@ -19,11 +19,11 @@ work, and appending seeds to the file extends a finished build.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +33,18 @@ from openrlhf_reward.builders.augment import (
     requirements_json_schema,
 )
 from openrlhf_reward.builders.dropout import dropout_levels, shuffled_order
+from openrlhf_reward.builders.runner import Build
 from openrlhf_reward.builders.seeds import Seed, load_seeds
-from openrlhf_reward.builders.store import WorkStore, write_jsonl_atomic, write_text_atomic
-from openrlhf_reward.builders.teacher_units import (
-    Rejected,
-    TeacherUnit,
-    UnitStats,
-    derive_seed,
-    describe_failures,
-    run_units,
-)
+from openrlhf_reward.builders.store import WorkStore
+from openrlhf_reward.builders.teacher_units import TeacherUnit, answer_unit, derive_seed
 from openrlhf_reward.schema import DataError, Requirement, WEvalDocument, build_prompt
 from openrlhf_reward.teachers.base import Teacher
 
 __all__ = ["WEvalBuildConfig", "build_weval"]
 
-STORE_NAME = "work.jsonl"
+HELP = "Build a WEval benchmark file from seed instructions with a teacher (resumable)."
+# WEvalBuildConfig fields that load_seeds takes, under the same names
+_SEED_FIELDS = ("text_field", "id_field", "requirements_field", "category_field", "split", "dataset_config", "limit")
 
 
 @dataclass
@@ -111,7 +107,7 @@ def _prototypes_hash(path: str | None) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def _meta(cfg: WEvalBuildConfig, teacher: Teacher) -> dict[str, Any]:
+def _meta(cfg: WEvalBuildConfig) -> dict[str, Any]:
     # Everything that changes what a stored unit means; not output paths or speed knobs.
     keys = (
         "text_field", "requirements_field", "seed", "n_requirements", "min_types", "max_attempts",
@@ -120,9 +116,6 @@ def _meta(cfg: WEvalBuildConfig, teacher: Teacher) -> dict[str, Any]:
     )
     meta = {"builder": "weval", "format": 1, **{k: getattr(cfg, k) for k in keys}}
     meta["prototypes_sha"] = _prototypes_hash(cfg.prototypes)
-    from openrlhf_reward.builders.cli_args import teacher_meta
-
-    meta.update(teacher_meta(teacher))
     return meta
 
 
@@ -151,43 +144,23 @@ def build_weval(
         raise ValueError("build_weval needs seeds and output")
     if cfg.n_requirements < 2:
         raise ValueError(f"n_requirements must be >= 2, got {cfg.n_requirements}")
-    seeds = load_seeds(
-        cfg.seeds,
-        text_field=cfg.text_field,
-        id_field=cfg.id_field,
-        requirements_field=cfg.requirements_field,
-        category_field=cfg.category_field,
-        split=cfg.split,
-        dataset_config=cfg.dataset_config,
-        limit=cfg.limit,
-    )
-    workdir = cfg.resolved_workdir()
-    store = WorkStore.open(workdir / STORE_NAME, meta=_meta(cfg, teacher))
-    try:
+    seeds = load_seeds(cfg.seeds, **{k: getattr(cfg, k) for k in _SEED_FIELDS})
+    with Build(cfg.resolved_workdir(), _meta(cfg), teacher, progress=cfg.progress, chunk_size=cfg.chunk_size) as build:
         key_of = {s.id: f"{s.id}@{_text_hash(s.text)}" for s in seeds}
-        categories = _assign_categories(cfg, seeds, store, key_of, assigner)
+        categories = _assign_categories(cfg, seeds, build.store, key_of, assigner)
         kept = [s for s in seeds if categories[s.id] is not None]
-        aug_stats = _augment(cfg, teacher, kept, store, key_of)
-        reqs_of = _requirements(kept, store, key_of)
-        cand_stats = _candidates(cfg, teacher, kept, reqs_of, store, key_of)
-        run_stats = {"requirements": _stats(aug_stats), "candidates": _stats(cand_stats)}
-        failures = [*describe_failures(aug_stats), *describe_failures(cand_stats)]
-        if failures:
-            # Units the teacher could not answer are not stored; writing now would give a file
-            # that differs from a complete run. Report and let a rerun finish them.
-            summary = {"complete": False, "output": None, "pending_units": len(aug_stats.failed) + len(cand_stats.failed),
-                       "failures": failures, "kept": 0, "seeds": len(seeds), "rejected": 0,
-                       "rejected_by_reason": {}, "rejects_path": None}
-        else:
-            summary = _assemble(cfg, teacher, seeds, categories, reqs_of, store, key_of, workdir)
-            summary["complete"] = True
-    finally:
-        store.close()
-    summary["this_run"] = run_stats
-    summary_path = Path(cfg.summary) if cfg.summary else workdir / "summary.json"
-    write_text_atomic(summary_path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    summary["summary_path"] = str(summary_path)
-    return summary
+        _augment(cfg, teacher, kept, build, key_of)
+        reqs_of = _requirements(kept, build.store, key_of)
+        _candidates(cfg, teacher, kept, reqs_of, build, key_of)
+        docs: list[dict[str, Any]] = []
+        summary: dict[str, Any] = {"kept": 0, "seeds": len(seeds), "rejected": 0}
+        # Units the teacher could not answer are not stored; assembling now would give a file
+        # that differs from a complete run. Report and let a rerun finish them.
+        if not build.pending:
+            docs, counts = _assemble(cfg, teacher, seeds, categories, reqs_of, build, key_of)
+            summary.update(counts)
+        summary["this_run"] = {stage: stats.counts() for stage, stats in build.stages.items()}
+        return build.write(cfg.output, docs, summary, config=cfg, summary_path=cfg.summary)
 
 
 def _assign_categories(
@@ -221,19 +194,7 @@ def _assign_categories(
     return out
 
 
-def _stats(stats: UnitStats) -> dict[str, Any]:
-    return {
-        "done_before": stats.done_before,
-        "accepted": stats.accepted,
-        "rejected": dict(stats.rejected),
-        "retried": stats.retried,
-        "failed": len(stats.failed),
-    }
-
-
-def _augment(
-    cfg: WEvalBuildConfig, teacher: Teacher, kept: Sequence[Seed], store: WorkStore, key_of: dict[str, str]
-) -> UnitStats:
+def _augment(cfg: WEvalBuildConfig, teacher: Teacher, kept: Sequence[Seed], build: Build, key_of: dict[str, str]) -> None:
     def accept(text: str) -> list[dict[str, Any]]:
         return [r.to_dict() for r in parse_requirements_json(text, n=cfg.n_requirements, min_types=cfg.min_types)]
 
@@ -247,10 +208,9 @@ def _augment(
         for s in kept
         if s.requirements is None
     ]
-    return run_units(
-        teacher, units, store, temperature=cfg.aug_temperature, max_tokens=cfg.aug_max_tokens,
-        retries=cfg.max_attempts - 1, chunk_size=cfg.chunk_size, desc="requirements", progress=cfg.progress,
-        json_schema=requirements_json_schema(cfg.n_requirements),
+    build.run_units(
+        "requirements", teacher, units, temperature=cfg.aug_temperature, max_tokens=cfg.aug_max_tokens,
+        retries=cfg.max_attempts - 1, json_schema=requirements_json_schema(cfg.n_requirements),
     )
 
 
@@ -271,44 +231,18 @@ def _requirements(kept: Sequence[Seed], store: WorkStore, key_of: dict[str, str]
     return out
 
 
-def _candidate_messages(cfg: WEvalBuildConfig, prompt: str) -> list[dict[str, str]]:
-    msgs = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
-    return msgs + [{"role": "user", "content": prompt}]
-
-
-def _validate_candidate(text: str) -> str:
-    if not text.strip():
-        raise Rejected("empty_response", "the teacher returned no text")
-    return text
-
-
 def _candidates(
-    cfg: WEvalBuildConfig,
-    teacher: Teacher,
-    kept: Sequence[Seed],
-    reqs_of: dict[str, Any],
-    store: WorkStore,
+    cfg: WEvalBuildConfig, teacher: Teacher, kept: Sequence[Seed], reqs_of: dict[str, Any], build: Build,
     key_of: dict[str, str],
-) -> UnitStats:
-    units = []
-    for s in kept:
-        reqs = reqs_of[s.id]
-        if not isinstance(reqs, tuple):
-            continue
-        for lvl in dropout_levels(s.text, reqs, seed=cfg.seed, doc_id=s.id, max_dropped=cfg.max_dropped):
-            key = f"cand:{key_of[s.id]}:{lvl.k}"
-            units.append(
-                TeacherUnit(
-                    key=key,
-                    messages=_candidate_messages(cfg, lvl.prompt),
-                    seed=derive_seed(cfg.seed, key),
-                    accept=_validate_candidate,
-                )
-            )
-    return run_units(
-        teacher, units, store, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-        retries=cfg.max_attempts - 1, chunk_size=cfg.chunk_size, desc="candidates", progress=cfg.progress,
-    )
+) -> None:
+    units = [
+        answer_unit(f"cand:{key_of[s.id]}:{lvl.k}", lvl.prompt, base_seed=cfg.seed, system_prompt=cfg.system_prompt)
+        for s in kept
+        if isinstance(reqs_of[s.id], tuple)
+        for lvl in dropout_levels(s.text, reqs_of[s.id], seed=cfg.seed, doc_id=s.id, max_dropped=cfg.max_dropped)
+    ]
+    build.run_units("candidates", teacher, units, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+                    retries=cfg.max_attempts - 1)
 
 
 def _assemble(
@@ -317,38 +251,36 @@ def _assemble(
     seeds: Sequence[Seed],
     categories: dict[str, str | None],
     reqs_of: dict[str, Any],
-    store: WorkStore,
+    build: Build,
     key_of: dict[str, str],
-    workdir: Path,
-) -> dict[str, Any]:
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The documents in seed order, and the summary's counts; rejects go to ``build``."""
     docs: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
-    reasons: Counter[str] = Counter()
     per_category: Counter[str] = Counter()
     req_source: Counter[str] = Counter()
     for s in seeds:  # input order: the output order does not depend on finish order
         cat = categories[s.id]
         if cat is None:
-            score = store[f"cat:{key_of[s.id]}"]["score"]
-            rejects.append({"id": s.id, "stage": "categories", "reason": "below_threshold", "detail": f"best similarity {score}"})
-            reasons["below_threshold"] += 1
+            score = build.store[f"cat:{key_of[s.id]}"]["score"]
+            build.reject("below_threshold", {"id": s.id, "stage": "categories", "reason": "below_threshold",
+                                             "detail": f"best similarity {score}"})
             continue
         reqs = reqs_of[s.id]
         if not isinstance(reqs, tuple):
-            rejects.append({"id": s.id, "stage": "requirements", "reason": reqs["reason"], "detail": reqs["error"], "output": reqs.get("output")})
-            reasons[reqs["reason"]] += 1
+            build.reject(reqs["reason"], {"id": s.id, "stage": "requirements", "reason": reqs["reason"],
+                                          "detail": reqs["error"], "output": reqs.get("output")})
             continue
         levels = dropout_levels(s.text, reqs, seed=cfg.seed, doc_id=s.id, max_dropped=cfg.max_dropped)
         cands, failed = [], None
         for lvl in levels:
-            rec = store[f"cand:{key_of[s.id]}:{lvl.k}"]
+            rec = build.store[f"cand:{key_of[s.id]}:{lvl.k}"]
             if not rec["ok"]:
                 failed = rec
                 break
             cands.append({"response": rec["value"], "dropped": list(lvl.dropped), "gold_rank": lvl.k + 1})
         if failed is not None:
-            rejects.append({"id": s.id, "stage": "candidates", "reason": failed["reason"], "detail": failed["error"]})
-            reasons[failed["reason"]] += 1
+            build.reject(failed["reason"], {"id": s.id, "stage": "candidates", "reason": failed["reason"],
+                                            "detail": failed["error"]})
             continue
         order = shuffled_order(len(cands), seed=cfg.seed, doc_id=s.id)  # order must carry no information
         from_seed = s.requirements is not None
@@ -373,18 +305,39 @@ def _assemble(
         docs.append(doc)
         per_category[cat] += 1
         req_source["seed" if from_seed else "teacher"] += 1
-    if docs:
-        write_jsonl_atomic(cfg.output, docs)
-    write_jsonl_atomic(workdir / "rejects.jsonl", rejects)
-    return {
-        "output": str(cfg.output) if docs else None,
-        "seeds": len(seeds),
+    return docs, {
         "kept": len(docs),
-        "rejected": sum(reasons.values()),
-        "rejected_by_reason": dict(sorted(reasons.items())),
+        "rejected": sum(build.reasons.values()),
         "kept_by_category": dict(sorted(per_category.items())),
         "requirements_from": dict(sorted(req_source.items())),
         "teacher": teacher.model_name,
-        "config": {k: v for k, v in asdict(cfg).items() if k != "progress"},
-        "rejects_path": str(workdir / "rejects.jsonl"),
     }
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from openrlhf_reward.builders.cli_args import add_config_arguments
+
+    parser.epilog = (
+        "Example: openrlhf-reward build-weval --seeds seeds.jsonl --output weval.jsonl "
+        "--teacher openai --base-url http://127.0.0.1:8000/v1 --concurrency 32. "
+        "Rerun the same command after an interruption to resume from --workdir."
+    )
+    add_config_arguments(parser, WEvalBuildConfig, required=("seeds", "output"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from openrlhf_reward.builders.cli_args import config_from_args, make_teacher
+    from openrlhf_reward.builders.runner import finish
+
+    cfg = config_from_args(args, WEvalBuildConfig)
+    with make_teacher(args) as teacher:
+        summary = build_weval(cfg, teacher)
+    notes = [f"from {summary['seeds']} seeds; summary {summary['summary_path']}; rejects {summary['rejects_path']}"]
+    rc = finish("build-weval", {"documents": summary["kept"]}, summary["rejected_by_reason"],
+                output=summary["output"], notes=notes, failures=summary.get("failures", ()))
+    if rc == 0:
+        print(summary["output"])  # stdout: the file written, for scripts
+    return rc
