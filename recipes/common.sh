@@ -229,6 +229,23 @@ teacher_flags() {
   TEACHER_FLAGS+=(--temperature "$TEMPERATURE" --max-tokens "$MAX_TOKENS")
 }
 
+# grpo_defaults: the defaults the GRPO recipes share (KL, epochs, DeepSpeed, checkpoints, seed),
+# documented in train_grpo.sh and train_cerm.sh.
+grpo_defaults() {
+  : "${KL_COEF:=1e-3}"
+  : "${KL_ESTIMATOR:=k3}"
+  : "${NUM_EPISODES:=1}"
+  : "${MAX_EPOCHS:=1}"
+  : "${ZERO_STAGE:=3}"
+  : "${ATTN_IMPL:=flash_attention_2}"
+  : "${PACKING:=1}"
+  : "${GRAD_CKPT:=1}"
+  : "${SAVE_STEPS:=20}"
+  : "${EVAL_STEPS:=10}"
+  : "${USE_WANDB:=0}"
+  : "${SEED:=42}"
+}
+
 # grpo_args: append to the array `args` the train_ppo_ray flags every GRPO recipe shares (data,
 # rollout, group-normalised advantages with a KL loss, batch sizes, optimiser, DeepSpeed,
 # checkpoints, logs). Reads the variables of the same names that train_grpo.sh documents.

@@ -267,24 +267,19 @@ def test_retries_with_backoff_then_success(chat_double):
     assert sc.stats()["retries"] == 2 and len(srv.calls) == 3
 
 
-def test_retries_exhausted_and_non_retryable_raise(chat_double):
-    srv = chat_double(lambda kind, body: (500, "boom"))
-    sc = judge(srv, max_retries=2)
+@pytest.mark.parametrize("status, body, max_retries, match, n_calls", [
+    (500, "boom", 2, "3 attempt", 3),  # retries exhausted
+    (400, "prompt too long", 5, "prompt too long", 1),  # a 400 is not retried
+])
+def test_retries_exhausted_and_non_retryable_raise(chat_double, status, body, max_retries, match, n_calls):
+    srv = chat_double(lambda kind, _body: (status, body))
+    sc = judge(srv, max_retries=max_retries)
     try:
-        with pytest.raises(JudgeError, match="3 attempt"):
+        with pytest.raises(JudgeError, match=match):
             sc.score([ScoreRequest("p", "r", REQS[:1])])
     finally:
         sc.close()
-    assert len(srv.calls) == 3
-
-    srv2 = chat_double(lambda kind, body: (400, "prompt too long"))
-    sc2 = judge(srv2, max_retries=5)
-    try:
-        with pytest.raises(JudgeError, match="prompt too long"):
-            sc2.score([ScoreRequest("p", "r", REQS[:1])])
-    finally:
-        sc2.close()
-    assert len(srv2.calls) == 1  # a 400 is not retried
+    assert len(srv.calls) == n_calls
 
 
 def test_unreachable_endpoint_raises_after_retries():

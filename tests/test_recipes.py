@@ -88,8 +88,15 @@ def openrlhf_version() -> str:
 # ---------------------------------------------------------------------------------------
 
 def _assigned_variables(text: str) -> set[str]:
+    """The variables a recipe gives defaults, its own and those of the common.sh functions it
+    calls (teacher_defaults, grpo_defaults)."""
     names = set(re.findall(r':\s+"\$\{([A-Z_][A-Z0-9_]*):?=', text))
     names |= set(re.findall(r'\$\{([A-Z_][A-Z0-9_]*)\+x\}', text))
+    common = (RECIPES / "common.sh").read_text()
+    for func in re.findall(r"^([a-z_]+_defaults)\b", text, re.M):
+        body = re.search(rf"^{func}\(\) \{{\n(.*?)^\}}", common, re.M | re.S)
+        assert body, f"{func} is not defined in common.sh"
+        names |= _assigned_variables(body.group(1))
     return names
 
 

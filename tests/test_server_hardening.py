@@ -206,26 +206,21 @@ def test_unexpected_errors_are_json_500_with_an_error_id(rules_srv, caplog):
 # --------------------------------------------------------------------------- fail fast, circuit breaker
 
 
-def test_unreachable_backend_is_not_retried_sample_by_sample():
-    scorer = SwitchScorer(ConnectionRefusedError("judge endpoint refused the connection"))
+@pytest.mark.parametrize("error, calls", [
+    # unreachable: one batch call, no per-sample retries
+    (ConnectionRefusedError("judge endpoint refused the connection"), [8]),
+    # failing every sample: the batch, then two single samples failing the same way
+    (RuntimeError("backend exploded"), [8, 1, 1]),
+], ids=["unreachable-not-retried-per-sample", "failing-every-sample-stops-isolating-early"])
+def test_a_failing_backend_is_not_isolated_sample_by_sample(error, calls):
+    scorer = SwitchScorer(error)
     b = DynamicBatcher(scorer.score, max_batch_size=8, max_wait_ms=50)
     futures = b.submit_many(list(range(8)))
     for f in futures:
-        with pytest.raises(ConnectionRefusedError):
+        with pytest.raises(type(error)):
             f.result(30)
     b.close()
-    assert scorer.calls == [8]  # one batch call, no per-sample retries
-
-
-def test_a_backend_failing_every_sample_stops_isolating_early():
-    scorer = SwitchScorer(RuntimeError("backend exploded"))
-    b = DynamicBatcher(scorer.score, max_batch_size=8, max_wait_ms=50)
-    futures = b.submit_many(list(range(8)))
-    for f in futures:
-        with pytest.raises(RuntimeError):
-            f.result(30)
-    b.close()
-    assert scorer.calls == [8, 1, 1]  # the batch, then two single samples failing the same way
+    assert scorer.calls == calls
 
 
 def test_backend_unavailable_classification():

@@ -113,19 +113,17 @@ def test_openai_teacher_retries_transient_errors_with_backoff():
     assert len(srv.requests) == 3  # two 503s, then success
 
 
-def test_openai_teacher_gives_up_after_retries_and_on_client_errors():
-    with ScriptedServer(fail_first=10, fail_status=429) as srv:
-        t = get_teacher("openai", base_url=srv.base_url, model=MODEL, max_retries=2, backoff=0.01)
-        with pytest.raises(TeacherError, match="failed after 2 retries: RateLimitError"):
+@pytest.mark.parametrize("status, max_retries, match, n_requests", [
+    (429, 2, "failed after 2 retries: RateLimitError", 3),  # retried, then given up
+    (400, 5, "not retryable", 1),  # a client error is not retried
+])
+def test_openai_teacher_gives_up_after_retries_and_on_client_errors(status, max_retries, match, n_requests):
+    with ScriptedServer(fail_first=10, fail_status=status) as srv:
+        t = get_teacher("openai", base_url=srv.base_url, model=MODEL, max_retries=max_retries, backoff=0.01)
+        with pytest.raises(TeacherError, match=match):
             t.chat([CONV])
         t.close()
-    assert len(srv.requests) == 3
-    with ScriptedServer(fail_first=10, fail_status=400) as srv:
-        t = get_teacher("openai", base_url=srv.base_url, model=MODEL, max_retries=5, backoff=0.01)
-        with pytest.raises(TeacherError, match="not retryable"):
-            t.chat([CONV])
-        t.close()
-    assert len(srv.requests) == 1
+    assert len(srv.requests) == n_requests
 
 
 def test_openai_teacher_unreachable_endpoint_names_it():
