@@ -248,7 +248,8 @@ grpo_defaults() {
 
 # grpo_args: append to the array `args` the train_ppo_ray flags every GRPO recipe shares (data,
 # rollout, group-normalised advantages with a KL loss, batch sizes, optimiser, DeepSpeed,
-# checkpoints, logs). Reads the variables of the same names that train_grpo.sh documents.
+# checkpoints, logs; eager vLLM, packing, gradient checkpointing and the eval split when asked).
+# Reads the variables of the same names that train_grpo.sh documents.
 grpo_args() {
   args+=(
     --data.prompt_dataset "$PROMPT_DATA"
@@ -282,6 +283,11 @@ grpo_args() {
     --logger.logging_steps 1
     --logger.tensorboard_dir "$OUTPUT_DIR/tensorboard"
   )
+  bool "$ENFORCE_EAGER" && args+=(--vllm.enforce_eager)
+  bool "$PACKING" && args+=(--ds.packing_samples)
+  bool "$GRAD_CKPT" && args+=(--actor.gradient_checkpointing_enable)
+  [ -n "$EVAL_PROMPT_DATA" ] && args+=(--eval.dataset "$EVAL_PROMPT_DATA" --eval.steps "$EVAL_STEPS")
+  return 0
 }
 
 # micro_train_batch_size ACTOR_GPUS: DeepSpeed needs TRAIN_BATCH_SIZE = micro batch x gradient

@@ -158,10 +158,6 @@ args=(
   --train.agent_func_path "$AGENT_FILE"
 )
 grpo_args
-bool "$ENFORCE_EAGER" && args+=(--vllm.enforce_eager)
-bool "$PACKING" && args+=(--ds.packing_samples)
-bool "$GRAD_CKPT" && args+=(--actor.gradient_checkpointing_enable)
-[ -n "$EVAL_PROMPT_DATA" ] && args+=(--eval.dataset "$EVAL_PROMPT_DATA" --eval.steps "$EVAL_STEPS")
 bool "$USE_WANDB" && args+=(--logger.wandb.key True --logger.wandb.project cerm)
 
 run ray job submit --address "$RAY_ADDRESS" --runtime-env-json "$env_json" \

@@ -162,10 +162,6 @@ if [ "$COLOCATE" = all ]; then
 else
   args+=(--train.colocate_actor_ref)
 fi
-bool "$ENFORCE_EAGER" && args+=(--vllm.enforce_eager)
-bool "$PACKING" && args+=(--ds.packing_samples)
-bool "$GRAD_CKPT" && args+=(--actor.gradient_checkpointing_enable)
-[ -n "$EVAL_PROMPT_DATA" ] && args+=(--eval.dataset "$EVAL_PROMPT_DATA" --eval.steps "$EVAL_STEPS")
 bool "$USE_WANDB" && args+=(--logger.wandb.key True --logger.wandb.project wrl_grpo)
 
 run ray job submit --address "$RAY_ADDRESS" --runtime-env-json "$runtime_env" \
