@@ -131,8 +131,8 @@ def _describe(e: BaseException) -> str:
 
 def _run(name: str, args: argparse.Namespace) -> int:
     """Run one subcommand; bad input -> one line on stderr, exit 2, nothing left behind."""
-    from openrlhf_reward.checks import CheckSpecError
     from openrlhf_reward.schema import DataError
+    from openrlhf_reward.text import CheckSpecError
 
     if name in ("serve", "reward-func-path"):
         return int(args._run(args) or 0)

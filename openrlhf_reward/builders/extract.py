@@ -31,8 +31,9 @@ from openrlhf_reward.builders.teacher_units import (
     derive_seed,
     run_units,
 )
-from openrlhf_reward.checks import CheckSpecError, validate_check
+from openrlhf_reward.checks import validate_check
 from openrlhf_reward.schema import REQUIREMENT_TYPES, DataError, Requirement, parse_requirements
+from openrlhf_reward.text import CheckSpecError
 
 __all__ = [
     "EXTRACT_PROMPT",
