@@ -17,6 +17,7 @@ slowest cases of each tree. Figures depend on the machine; there are no threshol
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import selectors
@@ -129,9 +130,11 @@ def _runner(case: str):
         return lambda text: fn(text, "<|im_start|>user\n" + text[:100] + "<|im_start|>assistant\n")
     if rest == "strip_end_markers":
         return lambda text: fn("answer" + text)
-    if rest == "strip_think":  # one function for every tree: the old one took a leading block only
-        strip = getattr(protocol, "strip_leading_think", None) or __import__(
-            "openrlhf_reward.checks", fromlist=["strip_think"]).strip_think
+    if rest == "strip_think":  # one function for every tree: the oldest took a leading block only
+        # (protocol.strip_leading_think); later trees keep strip_think in checks, then in text
+        strip = getattr(protocol, "strip_leading_think", None) or next(
+            m.strip_think for m in map(importlib.import_module, ("openrlhf_reward.checks", "openrlhf_reward.text"))
+            if hasattr(m, "strip_think"))
         return lambda text: strip("<think>" + text)
     return fn
 

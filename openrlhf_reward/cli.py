@@ -148,9 +148,9 @@ def _run(name: str, args: argparse.Namespace) -> int:
     """Run one subcommand; bad input -> one line on stderr, exit 2, nothing left behind."""
     from openrlhf_reward.builders.runner import BuildFailed
     from openrlhf_reward.builders.store import StoreError
-    from openrlhf_reward.checks import CheckSpecError
     from openrlhf_reward.schema import DataError
     from openrlhf_reward.teachers.base import TeacherError
+    from openrlhf_reward.text import CheckSpecError
 
     if name in ("serve", "reward-func-path"):
         return int(args._run(args) or 0)

@@ -2,9 +2,10 @@
 
 IFEval (Zhou et al. 2023) and the paper's RL data label a prompt with two parallel lists:
 ``instruction_id_list`` (e.g. ``"length_constraints:number_words"``) and ``kwargs`` (one dict
-per id). :func:`requirements_from_ifeval` turns them into :class:`Requirement` objects whose
-``check`` is ``{"kind": "ifeval", "instruction_id": ..., "kwargs": {...}}``; the ``rules``
-backend then scores them through :func:`run_ifeval_check`.
+per id). :func:`openrlhf_reward.schema.requirements_from_ifeval_label` turns them into
+requirements whose ``check`` is ``{"kind": "ifeval", "instruction_id": ..., "kwargs": {...}}``
+(with the static tables and helpers of this module); the ``rules`` backend then scores them
+through :func:`run_ifeval_check`.
 
 Scoring is lm-evaluation-harness 0.4.13's own checker code
 (``lm_eval.tasks.ifeval.instructions_registry``), used exactly as its strict metric does
@@ -28,14 +29,14 @@ fails, otherwise ``check_following(response)`` decides. Differences, all on purp
   ``keywords``, ``keyword``, ``forbidden_words``, ``section_spliter`` and
   ``postscript_marker``; here they are escaped (so ``"("`` is a parenthesis and ``"(a+)+$"``
   cannot backtrack), and such a search argument may have at most
-  :data:`~openrlhf_reward.checks.MAX_PHRASE_CHARS` characters (longer ones are rejected).
+  :data:`~openrlhf_reward.text.MAX_PHRASE_CHARS` characters (longer ones are rejected).
 * Linear time: the checkers whose lm-eval code backtracks on some inputs (placeholders,
   bullet lists, titles, postscripts, sections, keywords) are re-implemented here with the
   same results (the parity test below compares all 541 GPT-4 responses); a JSON answer
   nested too deeply for Python's parser is not valid JSON (False, not an exception).
 * Argument types are checked: integer arguments given as integral floats (``3.0``, as
   datasets store them) become ints; a non-integral number or a wrong type is a
-  :class:`~openrlhf_reward.checks.CheckSpecError` naming the argument.
+  :class:`~openrlhf_reward.text.CheckSpecError` naming the argument.
 
 Importing this module is cheap: lm-eval (and nltk) are imported by :func:`preload` or on the
 first evaluation. See ``docs/checks.md``.
@@ -49,18 +50,18 @@ import json
 import random
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from openrlhf_reward.checks import (
+from openrlhf_reward.text import (
     MAX_PHRASE_CHARS,
     CheckSpecError,
     contains_aligned,
+    contains_phrase,
     has_visible,
     is_blank,
 )
-from openrlhf_reward.schema import DataError, Requirement
 
 __all__ = [
     "MAX_NLTK_CHARS",
@@ -73,8 +74,6 @@ __all__ = [
     "preload",
     "punkt_tab_dir",
     "requirement_type",
-    "requirements_from_ifeval",
-    "requirements_from_ifeval_label",
     "run_ifeval_check",
     "unscorable_reason",
     "validate_ifeval_check",
@@ -192,7 +191,7 @@ def _check_arg_types(iid: str, kw: Mapping[str, Any]) -> None:
         value = repr(kw[key])
         if len(value) > 60:
             value = value[:57] + "..."
-        return CheckSpecError(f"check kind 'ifeval' ({iid}): kwargs.{key} must be {what}, got {value}")
+        return CheckSpecError(f"check kind 'ifeval' ({iid}): kwargs.{key} must be {what}, got {value}", "kwargs")
 
     for key, v in kw.items():
         if key in _INT_ARGS:
@@ -208,17 +207,20 @@ def _check_arg_types(iid: str, kw: Mapping[str, Any]) -> None:
                 if not has_visible(x):  # " " or a zero-width space is found in (or absent from) anything
                     raise CheckSpecError(
                         f"check kind 'ifeval' ({iid}): kwargs.{key} has a blank entry {x[:40]!r}; "
-                        "search arguments must have a visible character"
+                        "search arguments must have a visible character",
+                        "kwargs",
                     )
                 if len(x) > MAX_PHRASE_CHARS:
                     raise CheckSpecError(
                         f"check kind 'ifeval' ({iid}): kwargs.{key} entry {x[:40]!r}... is longer "
-                        f"than {MAX_PHRASE_CHARS} characters"
+                        f"than {MAX_PHRASE_CHARS} characters",
+                        "kwargs",
                     )
     if "language" in kw and kw["language"] not in IFEVAL_LANGUAGES:
         raise CheckSpecError(
             f"check kind 'ifeval' ({iid}): kwargs.language {kw['language']!r} is not one of "
-            f"IFEval's codes ({', '.join(IFEVAL_LANGUAGES)})"
+            f"IFEval's codes ({', '.join(IFEVAL_LANGUAGES)})",
+            "kwargs",
         )
 
 
@@ -228,30 +230,32 @@ def validate_ifeval_check(spec: Mapping[str, Any]) -> None:
     Static checks only (no lm-eval import): a known id, a dict of known argument names,
     argument types (integers, strings, lists of strings; integral floats count as
     integers), relations among IFEval's two, a known language code, search arguments of at
-    most :data:`~openrlhf_reward.checks.MAX_PHRASE_CHARS` characters.
+    most :data:`~openrlhf_reward.text.MAX_PHRASE_CHARS` characters.
     """
     iid = spec.get("instruction_id")
     if iid not in IFEVAL_INSTRUCTION_ARGS:
         raise CheckSpecError(
             f"check kind 'ifeval': unknown instruction_id {iid!r}; known ids: "
-            f"{', '.join(IFEVAL_INSTRUCTION_ARGS)}"
+            f"{', '.join(IFEVAL_INSTRUCTION_ARGS)}",
+            "instruction_id",
         )
     kwargs = spec.get("kwargs", {})
     if kwargs is None:
         kwargs = {}
     if not isinstance(kwargs, Mapping):
-        raise CheckSpecError(f"check kind 'ifeval' ({iid}): 'kwargs' must be an object")
+        raise CheckSpecError(f"check kind 'ifeval' ({iid}): 'kwargs' must be an object", "kwargs")
     allowed = IFEVAL_INSTRUCTION_ARGS[iid]
     if extra := sorted(set(clean_kwargs(kwargs)) - set(allowed)):
         raise CheckSpecError(
-            f"check kind 'ifeval' ({iid}): unknown kwargs {extra}; it takes {list(allowed)}"
+            f"check kind 'ifeval' ({iid}): unknown kwargs {extra}; it takes {list(allowed)}", "kwargs"
         )
     _check_arg_types(iid, clean_kwargs(kwargs))
     for key in _RELATION_ARGS:
         if kwargs.get(key) and kwargs[key] not in _RELATIONS:
             raise CheckSpecError(
                 f"check kind 'ifeval' ({iid}): {key!r} must be one of {list(_RELATIONS)}, "
-                f"got {kwargs[key]!r}"
+                f"got {kwargs[key]!r}",
+                "kwargs",
             )
 
 
@@ -373,7 +377,7 @@ def _new_checker(instruction_id: str, kwargs_json: str) -> tuple[Any | None, str
     try:
         checker, _ = _build(instruction_id, kw)
     except (TypeError, ValueError, KeyError) as e:
-        raise CheckSpecError(f"check kind 'ifeval' ({instruction_id}): {e}") from None
+        raise CheckSpecError(f"check kind 'ifeval' ({instruction_id}): {e}", "kwargs") from None
     return checker, None
 
 
@@ -408,8 +412,6 @@ def preload() -> None:
     The reward server calls this at start-up so that the first IFEval request does not
     pay for the imports (several seconds) while holding up other requests.
     """
-    from openrlhf_reward.checks import contains_phrase
-
     _registry()
     contains_phrase("warm up", "warm")  # builds the word-character class once
     is_blank("warm up")  # and the visible-character class
@@ -689,7 +691,7 @@ _LINEAR_CHECKS: dict[str, Any] = {
 }
 
 
-# --------------------------------------------------------------------------- requirements
+# --------------------------------------------------------------------------- descriptions
 
 
 def ifeval_description(instruction_id: str, kwargs: Mapping[str, Any] | None) -> str:
@@ -703,77 +705,3 @@ def ifeval_description(instruction_id: str, kwargs: Mapping[str, Any] | None) ->
             f"{kw.get('let_relation')} {kw.get('let_frequency')} times."
         )
     return _build(instruction_id, kw)[1]
-
-
-def requirements_from_ifeval(
-    instruction_ids: Sequence[str],
-    kwargs: Sequence[Mapping[str, Any] | None],
-    texts: Sequence[str] | None = None,
-) -> list[Requirement]:
-    """Requirements ``c1..cn`` for an IFEval-labelled prompt (ids and kwargs in parallel).
-
-    An IFEval id gets the type of its IFEval group and the check
-    ``{"kind": "ifeval", "instruction_id": id, "kwargs": {...}}`` (falsy kwargs dropped); one
-    of the paper's soft ids (:data:`PAPER_SOFT_ID_TYPES`) becomes a text-only requirement
-    (check None) for a model backend. The text is ``texts[i]`` when given (the paper's
-    ``constraint`` list: what the prompt actually said), else IFEval's own description.
-    ``type_source`` records ``ifeval-id`` or ``paper-soft-id``.
-    Raises :class:`DataError` naming the position of a bad entry.
-    """
-    if isinstance(instruction_ids, str) or not isinstance(instruction_ids, Sequence):
-        raise DataError("IFEval label: 'instruction_id_list' must be a list of strings")
-    if isinstance(kwargs, str | Mapping) or not isinstance(kwargs, Sequence):
-        raise DataError("IFEval label: 'kwargs' must be a list of objects")
-    if len(instruction_ids) != len(kwargs):
-        raise DataError(
-            f"IFEval label: 'instruction_id_list' has {len(instruction_ids)} entries but "
-            f"'kwargs' has {len(kwargs)}"
-        )
-    if texts is not None and (
-        isinstance(texts, str)
-        or len(texts) != len(instruction_ids)
-        or not all(isinstance(t, str) and t.strip() for t in texts)
-    ):
-        raise DataError(
-            f"IFEval label: 'constraint' must list {len(instruction_ids)} non-empty texts, one per instruction id"
-        )
-    reqs: list[Requirement] = []
-    for i, (iid, kw) in enumerate(zip(instruction_ids, kwargs)):
-        if kw is not None and not isinstance(kw, Mapping):
-            raise DataError(f"IFEval label: kwargs[{i}] must be an object or null")
-        if iid in PAPER_SOFT_ID_TYPES:
-            text = texts[i].strip() if texts is not None else f"Follow the requirement {iid}."
-            reqs.append(
-                Requirement(id=f"c{i + 1}", type=PAPER_SOFT_ID_TYPES[iid], text=text, check=None, type_source="paper-soft-id")
-            )
-            continue
-        spec = {"kind": "ifeval", "instruction_id": iid, "kwargs": clean_kwargs(kw)}
-        try:
-            validate_ifeval_check(spec)
-        except CheckSpecError as e:
-            raise DataError(f"IFEval label: instruction {i}: {e}") from None
-        reqs.append(
-            Requirement(
-                id=f"c{i + 1}",
-                type=requirement_type(iid),
-                text=texts[i].strip() if texts is not None else ifeval_description(iid, spec["kwargs"]),
-                check=spec,
-                type_source="ifeval-id",
-            )
-        )
-    return reqs
-
-
-def requirements_from_ifeval_label(label: Mapping[str, Any]) -> list[Requirement]:
-    """Requirements from an IFEval-format label ``{"instruction_id_list": [...], "kwargs": [...]}``.
-
-    A non-empty ``constraint`` list parallel to the ids (the paper's RL data) gives the texts.
-    """
-    if "instruction_id_list" not in label:
-        raise DataError("IFEval label: missing field 'instruction_id_list'")
-    ids = label["instruction_id_list"]
-    kwargs = label.get("kwargs")
-    if kwargs is None and isinstance(ids, list):
-        kwargs = [{}] * len(ids)  # ids without arguments may omit kwargs
-    texts = label.get("constraint") or None  # IFEval's val_set carries an empty list
-    return requirements_from_ifeval(ids, kwargs, texts)

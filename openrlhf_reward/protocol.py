@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from openrlhf_reward.checks import CheckSpecError, has_visible, is_blank, strip_think
 from openrlhf_reward.schema import (
     REQUIREMENT_TYPES,
     DataError,
     Requirement,
-    check_requirement_count,
     parse_requirements,
+    requirements_from_ifeval_label,
 )
 from openrlhf_reward.scorers.base import ScoreRequest, ScoreResult
+from openrlhf_reward.text import CheckSpecError, strip_think
 
 # End-of-sequence / end-of-turn markers a decoded generation may end with (vLLM keeps the
 # EOS token in the decoded text when special tokens are not skipped).
@@ -221,14 +221,6 @@ def _gaps(text: str, spans: list[tuple[int, int, int, int]]) -> list[tuple[int, 
 # --------------------------------------------------------------------------- labels
 
 
-def _load_ifeval_converter() -> Callable[[list[str], list[Any]], list[Requirement]] | None:
-    try:
-        from openrlhf_reward.ifeval import requirements_from_ifeval
-    except ImportError:
-        return None
-    return requirements_from_ifeval
-
-
 @dataclass(frozen=True)
 class LabelInfo:
     requirements: tuple[Requirement, ...] | None  # None: the label carries none
@@ -282,49 +274,10 @@ def parse_label(label: Any, where: str) -> LabelInfo:
             raise RequestError(msg, field=f"{where}.requirements") from None
         return LabelInfo(tuple(reqs), instruction, query)
     if label.get("instruction_id_list") not in (None, []):
-        ids, kwargs = label["instruction_id_list"], label.get("kwargs")
-        if not isinstance(ids, list):
-            raise RequestError(
-                f"{where}.instruction_id_list must be a list of strings", field=f"{where}.instruction_id_list"
-            )
         try:
-            check_requirement_count(len(ids), f"{where}.instruction_id_list")
-        except DataError as e:
-            raise RequestError(str(e), field=f"{where}.instruction_id_list") from None
-        if not all(isinstance(i, str) for i in ids):
-            raise RequestError(
-                f"{where}.instruction_id_list must be a list of strings", field=f"{where}.instruction_id_list"
-            )
-        if kwargs is None:
-            kwargs = [{} for _ in ids]
-        if not isinstance(kwargs, list) or len(kwargs) != len(ids):
-            raise RequestError(
-                f"{where}.kwargs must be a list with one entry per instruction id "
-                f"({len(ids)})",
-                field=f"{where}.kwargs",
-            )
-        convert = _load_ifeval_converter()
-        if convert is None:
-            raise RequestError(
-                f"{where} is an IFEval label (instruction_id_list), but this installation has no "
-                "IFEval support (openrlhf_reward.ifeval is missing)",
-                field=f"{where}.instruction_id_list",
-            )
-        texts = label.get("constraint") or None  # the paper's RL labels: the requirement texts
-        if texts is not None and (
-            not isinstance(texts, list)
-            or len(texts) != len(ids)
-            or not all(isinstance(t, str) and has_visible(t) for t in texts)
-        ):
-            raise RequestError(
-                f"{where}.constraint must be a list of {len(ids)} non-blank strings, one per "
-                "instruction id",
-                field=f"{where}.constraint",
-            )
-        try:
-            reqs = convert(ids, kwargs, texts) if texts is not None else convert(ids, kwargs)
-        except (ValueError, KeyError, TypeError, RecursionError) as e:  # DataError/CheckSpecError are ValueErrors
-            raise RequestError(f"{where}: {str(e)[:500]}", field=f"{where}.kwargs" if "kwarg" in str(e) else f"{where}.instruction_id_list") from None
+            reqs = requirements_from_ifeval_label(label)
+        except DataError as e:  # e.field: the label field at fault
+            raise RequestError(f"{where}: {str(e)[:500]}", field=f"{where}.{e.field}" if e.field else where) from None
         return LabelInfo(tuple(reqs), instruction, query)
     return LabelInfo(None, instruction, query)
 
@@ -421,10 +374,20 @@ def parse_reward_request(body: Any, options: ProtocolOptions | None = None) -> P
 # --------------------------------------------------------------------------- responses
 
 
+def fallback_count(recovery: Sequence[str]) -> int:
+    """How many responses were located by a fallback (the query did not start with the
+    prompt): ``recovery`` is :attr:`ParsedRequest.recovery`. Read by ``extra_logs`` and
+    ``/metrics``; a response's blankness is :attr:`ScoreRequest.blank <openrlhf_reward.scorers.base.ScoreRequest>`."""
+    return sum(1 for how in recovery if how != "prefix")
+
+
 def sample_flags(result: ScoreResult) -> dict[str, Any]:
     """Degenerate-reward signals of one scored sample: requirements the backend could not
     score (None in ``requirement_scores``) and judge answers that did not parse (the judge
-    backend's ``info["n_parsed"]`` / ``info["n_unparsed"]`` / ``info["all_unparsed"]``)."""
+    backend's ``info["n_parsed"]`` / ``info["n_unparsed"]`` / ``info["all_unparsed"]``).
+
+    The server computes them once per request and passes the same list to
+    :func:`build_response` (``extra_logs``) and to ``/metrics``."""
     scores = result.requirement_scores or {}
     info = result.info if isinstance(result.info, Mapping) else {}
     n_unparsed = info.get("n_unparsed")
@@ -449,6 +412,7 @@ def extra_logs(
     results: Sequence[ScoreResult],
     items: Sequence[ScoreRequest] | None = None,
     recovery: Sequence[str] | None = None,
+    flags: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, float]:
     """Numeric per-requirement-type adherence and degenerate-reward rates for OpenRLHF's logs.
 
@@ -460,11 +424,13 @@ def extra_logs(
     had type ``t`` (OpenRLHF sends one sample per request).
 
     Degenerate-reward rates, each a mean over the batch's samples: ``blank_response``
-    (:func:`~openrlhf_reward.checks.is_blank`: nothing visible after stripping), ``unscorable_requirements`` (share of the sample's
-    requirements the backend could not score), ``judge_unparsed`` (share of the judge's
-    answers that did not parse), ``recovery_fallback`` (the query did not start with the
-    prompt, so the response was located by a fallback). ``items``/``recovery`` come from
-    :func:`parse_reward_request`; without them the first and last rates are 0.
+    (``ScoreRequest.blank``, :func:`~openrlhf_reward.text.is_blank`: nothing visible after
+    stripping), ``unscorable_requirements`` (share of the sample's requirements the backend
+    could not score), ``judge_unparsed`` (share of the judge's answers that did not parse),
+    ``recovery_fallback`` (the query did not start with the prompt, so the response was
+    located by a fallback). ``items``/``recovery`` come from :func:`parse_reward_request`;
+    without them the first and last rates are 0. ``flags``: :func:`sample_flags` of each
+    result when the caller already has them (else they are computed here).
     """
     if not results:
         return {}
@@ -475,13 +441,14 @@ def extra_logs(
         vals = [a[t] for a in per_type if t in a]
         out[f"adherence_{t}"] = float(sum(vals) / len(vals)) if vals else 0.0
         out[f"coverage_{t}"] = len(vals) / n
-    flags = [sample_flags(r) for r in results]
-    out["blank_response"] = (sum(1 for it in items if is_blank(it.response)) / n) if items else 0.0
+    if flags is None:
+        flags = [sample_flags(r) for r in results]
+    out["blank_response"] = (sum(1 for it in items if it.blank) / n) if items else 0.0
     out["unscorable_requirements"] = sum(
         f["n_unscorable"] / f["n_requirements"] for f in flags if f["n_requirements"]) / n
     out["judge_unparsed"] = sum(
         f["n_judge_unparsed"] / f["n_judge_answers"] for f in flags if f["n_judge_answers"]) / n
-    out["recovery_fallback"] = (sum(1 for how in recovery if how != "prefix") / n) if recovery else 0.0
+    out["recovery_fallback"] = (fallback_count(recovery) / n) if recovery else 0.0
     return out
 
 
@@ -494,15 +461,17 @@ def build_response(
     return_details: bool = False,
     items: Sequence[ScoreRequest] | None = None,
     recovery: Sequence[str] | None = None,
+    flags: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON answer: ``rewards``, ``scores`` (lists, like OpenRLHF's ``serve_rm``), ``extra_logs``."""
+    """The JSON answer: ``rewards``, ``scores`` (lists, like OpenRLHF's ``serve_rm``), ``extra_logs``
+    (see :func:`extra_logs` for ``items``, ``recovery`` and ``flags``)."""
     rewards: list[float] = []
     for i, r in enumerate(results):
         v = float(r.reward)
         if not math.isfinite(v):
             raise BackendOutputError(f"backend returned a non-finite reward ({v}) for sample {i}")
         rewards.append(v)
-    out: dict[str, Any] = {"rewards": rewards, "scores": list(rewards), "extra_logs": extra_logs(results, items, recovery)}
+    out: dict[str, Any] = {"rewards": rewards, "scores": list(rewards), "extra_logs": extra_logs(results, items, recovery, flags)}
     if return_details:
         out["details"] = [
             {

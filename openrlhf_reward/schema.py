@@ -1,19 +1,28 @@
 """The WEval document and requirement data model, with validation.
 
 A malformed document is rejected with a :class:`DataError` that names the document id (or
-line) and the problem; nothing is silently repaired.
+line) and the problem; nothing is silently repaired. IFEval-format labels become
+requirements here too (:func:`requirements_from_ifeval_label`, their one reader).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openrlhf_reward.checks import CheckSpecError, validate_check
+from openrlhf_reward.checks import validate_check
+from openrlhf_reward.ifeval import (
+    PAPER_SOFT_ID_TYPES,
+    clean_kwargs,
+    ifeval_description,
+    requirement_type,
+    validate_ifeval_check,
+)
+from openrlhf_reward.text import CheckSpecError, has_visible, is_blank
 
 CATEGORIES: tuple[str, ...] = (
     "creative_writing",
@@ -31,7 +40,16 @@ MAX_REQUIREMENTS_PER_SAMPLE = 256
 
 
 class DataError(ValueError):
-    """Input data that does not follow the schema; the message names where and what."""
+    """Input data that does not follow the schema; the message names where and what.
+
+    ``field`` names the field at fault, relative to the object read, when the raiser knows
+    it (e.g. ``"kwargs"`` of an IFEval label), so a caller can point at it without reading
+    the message.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -96,13 +114,106 @@ def parse_requirements(items: Any, where: str) -> list[Requirement]:
     return reqs
 
 
-def check_requirement_count(n: int, where: str) -> None:
-    """Raise :class:`DataError` when one sample carries more than
+def check_requirement_count(n: int, where: str, field: str | None = None) -> None:
+    """Raise :class:`DataError` (with ``field``) when one sample carries more than
     :data:`MAX_REQUIREMENTS_PER_SAMPLE` requirements (checked before any is parsed)."""
     if n > MAX_REQUIREMENTS_PER_SAMPLE:
         raise DataError(
-            f"{where}: {n} requirements; at most {MAX_REQUIREMENTS_PER_SAMPLE} per sample are accepted"
+            f"{where}: {n} requirements; at most {MAX_REQUIREMENTS_PER_SAMPLE} per sample are accepted",
+            field,
         )
+
+
+# --------------------------------------------------------------------------- IFEval labels
+
+# The IFEval label field that holds each key of an ``ifeval`` check spec.
+_LABEL_FIELD = {"instruction_id": "instruction_id_list", "kwargs": "kwargs"}
+
+
+def requirements_from_ifeval(
+    instruction_ids: Sequence[str],
+    kwargs: Sequence[Mapping[str, Any] | None],
+    texts: Sequence[str] | None = None,
+) -> list[Requirement]:
+    """Requirements ``c1..cn`` for an IFEval-labelled prompt (ids and kwargs in parallel).
+
+    An IFEval id gets the type of its IFEval group and the check
+    ``{"kind": "ifeval", "instruction_id": id, "kwargs": {...}}`` (falsy kwargs dropped); one
+    of the paper's soft ids (:data:`~openrlhf_reward.ifeval.PAPER_SOFT_ID_TYPES`) becomes a
+    text-only requirement (check None) for a model backend. The text is ``texts[i]`` when
+    given (the paper's ``constraint`` list: what the prompt actually said), else IFEval's own
+    description. ``type_source`` records ``ifeval-id`` or ``paper-soft-id``.
+
+    Raises :class:`DataError` naming the position of a bad entry, with ``field`` set to the
+    label field at fault: ``instruction_id_list``, ``kwargs`` or ``constraint``.
+    """
+    ids_error = DataError("IFEval label: 'instruction_id_list' must be a list of strings", "instruction_id_list")
+    if isinstance(instruction_ids, str) or not isinstance(instruction_ids, Sequence):
+        raise ids_error
+    check_requirement_count(len(instruction_ids), "IFEval label: 'instruction_id_list'", "instruction_id_list")
+    if not all(isinstance(i, str) for i in instruction_ids):
+        raise ids_error
+    if isinstance(kwargs, str | Mapping) or not isinstance(kwargs, Sequence):
+        raise DataError("IFEval label: 'kwargs' must be a list of objects", "kwargs")
+    if len(instruction_ids) != len(kwargs):
+        raise DataError(
+            f"IFEval label: 'instruction_id_list' has {len(instruction_ids)} entries but "
+            f"'kwargs' has {len(kwargs)}",
+            "kwargs",
+        )
+    if texts is not None and (
+        isinstance(texts, str)
+        or not isinstance(texts, Sequence)
+        or len(texts) != len(instruction_ids)
+        or not all(isinstance(t, str) and has_visible(t) for t in texts)
+    ):
+        raise DataError(
+            f"IFEval label: 'constraint' must list {len(instruction_ids)} non-blank texts, one per instruction id",
+            "constraint",
+        )
+    reqs: list[Requirement] = []
+    for i, (iid, kw) in enumerate(zip(instruction_ids, kwargs)):
+        if kw is not None and not isinstance(kw, Mapping):
+            raise DataError(f"IFEval label: kwargs[{i}] must be an object or null", "kwargs")
+        if iid in PAPER_SOFT_ID_TYPES:
+            text = texts[i].strip() if texts is not None else f"Follow the requirement {iid}."
+            reqs.append(
+                Requirement(id=f"c{i + 1}", type=PAPER_SOFT_ID_TYPES[iid], text=text, check=None, type_source="paper-soft-id")
+            )
+            continue
+        spec = {"kind": "ifeval", "instruction_id": iid, "kwargs": clean_kwargs(kw)}
+        try:
+            validate_ifeval_check(spec)
+        except CheckSpecError as e:
+            raise DataError(f"IFEval label: instruction {i}: {e}", _LABEL_FIELD[e.field]) from None
+        reqs.append(
+            Requirement(
+                id=f"c{i + 1}",
+                type=requirement_type(iid),
+                text=texts[i].strip() if texts is not None else ifeval_description(iid, spec["kwargs"]),
+                check=spec,
+                type_source="ifeval-id",
+            )
+        )
+    return reqs
+
+
+def requirements_from_ifeval_label(label: Mapping[str, Any]) -> list[Requirement]:
+    """Requirements from an IFEval-format label ``{"instruction_id_list": [...], "kwargs": [...]}``.
+
+    The one reader of IFEval labels (the reward server's ``labels[i]``, ``import-ifeval``
+    rows). ``kwargs`` may be left out when no id takes arguments; a non-empty ``constraint``
+    list parallel to the ids (the paper's RL data) gives the texts. Errors are
+    :class:`DataError` with ``field`` set (see :func:`requirements_from_ifeval`).
+    """
+    if "instruction_id_list" not in label:
+        raise DataError("IFEval label: missing field 'instruction_id_list'", "instruction_id_list")
+    ids = label["instruction_id_list"]
+    kwargs = label.get("kwargs")
+    if kwargs is None and isinstance(ids, list):
+        kwargs = [{}] * len(ids)  # ids without arguments may omit kwargs
+    texts = label.get("constraint") or None  # IFEval's val_set carries an empty list
+    return requirements_from_ifeval(ids, kwargs, texts)
 
 
 def build_prompt(query: str, requirements: Iterable[Requirement]) -> str:
@@ -181,7 +292,7 @@ class WEvalDocument:
             for key in ("response", "dropped", "gold_rank"):
                 if key not in c:
                     raise DataError(f"{cw}: missing field {key!r}")
-            if not isinstance(c["response"], str) or not c["response"].strip():
+            if not isinstance(c["response"], str) or is_blank(c["response"]):
                 raise DataError(f"{cw}: empty response")
             dropped = c["dropped"]
             if not isinstance(dropped, list) or not all(isinstance(x, str) for x in dropped):

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from openrlhf_reward.checks import count_words
 from openrlhf_reward.schema import WEvalDocument, load_weval_jsonl
+from openrlhf_reward.text import count_words
 from weval_tasks import DEMO_DATA
 from weval_tasks.attacks import (
     ATTACKS,

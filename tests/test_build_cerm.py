@@ -75,6 +75,9 @@ def test_chat_only_rows_multi_turn_query_file_template_and_skips(tmp_path, capsy
 @pytest.mark.parametrize("line, message", [
     ({"prompt": "q", "chosen": "a"}, "pairs.jsonl:1: missing field 'rejected'"),
     ({"prompt": "q", "chosen": "a", "rejected": ""}, "pairs.jsonl:1: field 'rejected' is empty"),
+    # blank as the reward server sees it: nothing visible (a zero-width space) or only reasoning
+    ({"prompt": "q", "chosen": "\u200b", "rejected": "b"}, "pairs.jsonl:1: field 'chosen' is empty"),
+    ({"prompt": "q", "chosen": "a", "rejected": "<think>x</think>"}, "pairs.jsonl:1: field 'rejected' is empty"),
     ({"prompt": "q", "chosen": 3, "rejected": "b"}, "pairs.jsonl:1: field 'chosen' must be a string or a list"),
     ({"chosen": "a", "rejected": "b"}, "pairs.jsonl:1: no query field"),
     ({"chosen": [{"role": "user", "content": "q"}], "rejected": "b"}, "last chat message must be the assistant"),

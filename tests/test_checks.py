@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from openrlhf_reward.checks import (
-    CHECK_KINDS,
+from openrlhf_reward.checks import CHECK_KINDS, run_check, validate_check
+from openrlhf_reward.schema import Requirement
+from openrlhf_reward.scorers import ScoreRequest, get_scorer
+from openrlhf_reward.text import (
     CheckSpecError,
     contains_phrase,
     count_bullets,
@@ -13,11 +15,7 @@ from openrlhf_reward.checks import (
     count_percents,
     count_sentences,
     count_words,
-    run_check,
-    validate_check,
 )
-from openrlhf_reward.schema import Requirement
-from openrlhf_reward.scorers import ScoreRequest, get_scorer
 
 
 @pytest.mark.parametrize(
@@ -220,7 +218,7 @@ INVISIBLE_CHARS = ["\u200b", "\ufeff", "\u2060", "\u00ad", "\u3164", "\u2800", "
 
 @pytest.mark.parametrize("ch", INVISIBLE_CHARS, ids=lambda c: f"U+{ord(c):04X}")
 def test_each_invisible_character_is_blank_and_a_visible_one_is_not(ch):
-    from openrlhf_reward.checks import has_visible, is_blank
+    from openrlhf_reward.text import has_visible, is_blank
 
     assert is_blank(ch) and is_blank(ch * 3) and not has_visible(ch)
     for visible in ("a", ".", "\u0301", "\ue000", "\u4e00", "\U0001f600"):
@@ -231,7 +229,7 @@ def test_blank_is_decided_after_every_think_block():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from openrlhf_reward.checks import is_blank, strip_think
+    from openrlhf_reward.text import is_blank, strip_think
 
     parts = st.lists(st.sampled_from([*INVISIBLE_CHARS[:6], "<think>", "</think>", "x"]), max_size=12)
 

@@ -15,17 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from openrlhf_reward.checks import CheckSpecError, run_check, validate_check
+from openrlhf_reward.checks import run_check, validate_check
 from openrlhf_reward.ifeval import (
     IFEVAL_INSTRUCTION_ARGS,
     PUNKT_INSTRUCTION_IDS,
     punkt_tab_dir,
-    requirements_from_ifeval,
-    requirements_from_ifeval_label,
     unscorable_reason,
 )
-from openrlhf_reward.schema import DataError, Requirement
+from openrlhf_reward.schema import (
+    DataError,
+    Requirement,
+    requirements_from_ifeval,
+    requirements_from_ifeval_label,
+)
 from openrlhf_reward.scorers import ScoreRequest, get_scorer
+from openrlhf_reward.text import CheckSpecError
 
 REPO = Path(__file__).resolve().parents[1]
 IFEVAL_DIR = Path(os.environ.get("WEVAL_IFEVAL_DATA", Path(__file__).parent / "data" / "ifeval"))

@@ -13,8 +13,9 @@ import pytest
 
 from benchmarks.bench_pathological import IFEVAL_KWARGS, RULE_SPECS
 from openrlhf_reward import protocol
-from openrlhf_reward.checks import CHECK_KINDS, run_check, strip_think, validate_check
+from openrlhf_reward.checks import CHECK_KINDS, run_check, validate_check
 from openrlhf_reward.ifeval import IFEVAL_INSTRUCTION_ARGS, MAX_NLTK_CHARS
+from openrlhf_reward.text import strip_think
 
 MB = 1 << 20
 UNITS = {"dots": ".", "digits": "1", "brackets": "[", "end-markers": "</s>", "inst": "[INST]",

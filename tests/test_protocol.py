@@ -87,7 +87,7 @@ def test_response_recovery_through_the_assistant_header():
 
 
 def test_think_blocks_are_dropped():
-    from openrlhf_reward.checks import strip_think
+    from openrlhf_reward.text import strip_think
 
     assert strip_think("<think>plan it</think>\n\nThe answer.") == "The answer."
     assert strip_think("<think>never finished") == ""
@@ -132,7 +132,7 @@ def test_bad_labels_name_the_field(label, field):
 
 def test_ifeval_labels_become_requirements():
     # our own module: a missing function is a failure, not a skip
-    from openrlhf_reward.ifeval import requirements_from_ifeval
+    from openrlhf_reward.schema import requirements_from_ifeval
 
     ids = ["change_case:english_lowercase", "punctuation:no_comma", "keywords:existence"]
     kwargs = [{}, {}, {"keywords": ["sea"]}]

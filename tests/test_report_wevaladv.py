@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import pytest
 from test_lm_eval_e2e import _cli, expected_doc_metrics, logged_verdicts, read_outputs, run_cli
 
-from openrlhf_reward.checks import count_words
 from openrlhf_reward.schema import CATEGORIES, load_weval_jsonl
 from openrlhf_reward.scorers import ScoreRequest, get_scorer
+from openrlhf_reward.text import count_words
 from weval_tasks import DEMO_DATA, TASKS_DIR
 from weval_tasks.attacks import ATTACKS, EMPTY_CHOICE, build_attacks
 from weval_tasks.report import main as report_main

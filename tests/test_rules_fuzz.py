@@ -15,19 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from openrlhf_reward import checks as checks_module
 from openrlhf_reward import ifeval, protocol
-from openrlhf_reward.checks import (
-    CHECK_KINDS,
-    CheckSpecError,
-    count_percents,
-    count_sentences,
-    run_check,
-    validate_check,
-)
+from openrlhf_reward import text as text_module
+from openrlhf_reward.checks import CHECK_KINDS, run_check, validate_check
 from openrlhf_reward.ifeval import IFEVAL_INSTRUCTION_ARGS
 from openrlhf_reward.schema import Requirement
 from openrlhf_reward.scorers import ScoreRequest, get_scorer
+from openrlhf_reward.text import CheckSpecError, count_percents, count_sentences
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -35,6 +29,7 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 SPECIAL = list(". !?\n\t\r [](){}*-<>%,;:\"'_#1 2aAbzZPpSs\u00e9\u0301\u3000\u201d")
 texts = st.one_of(st.text(alphabet=st.sampled_from(SPECIAL), max_size=120), st.text(max_size=60))
 words = st.text(alphabet=st.sampled_from(list("abcAB -+.()$Ss1é")), min_size=1, max_size=12)
+visible_words = words.filter(str.strip)  # a blank keyword or phrase is not a valid spec
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -63,7 +58,7 @@ def valid_specs(draw) -> dict:
     elif kind in ("ends_with", "starts_with"):
         spec["text"] = draw(words)
     elif kind == "contains_all":
-        spec["keywords"] = draw(st.lists(words.filter(str.strip), min_size=1, max_size=3))
+        spec["keywords"] = draw(st.lists(visible_words, min_size=1, max_size=3))
     elif kind == "forbidden_chars":
         spec["chars"] = draw(st.text(min_size=1, max_size=4))
     elif kind == "ifeval":
@@ -83,11 +78,11 @@ def _ifeval_arg(arg: str):
     if arg == "letter":
         return st.sampled_from(["a", "z", "#"])
     if arg in ("keywords", "forbidden_words"):
-        return st.lists(words, min_size=1, max_size=3)
+        return st.lists(visible_words, min_size=1, max_size=3)
     if arg in ("keyword", "first_word", "end_phrase", "prompt_to_repeat", "section_spliter"):
-        return words
+        return visible_words
     if arg == "postscript_marker":
-        return st.one_of(st.sampled_from(["P.S.", "P.P.S"]), words)
+        return st.one_of(st.sampled_from(["P.S.", "P.P.S"]), visible_words)
     return st.one_of(counts, counts.map(float))  # integers, also as integral floats
 
 
@@ -129,14 +124,14 @@ def test_any_json_check_spec_is_refused_cleanly_or_scored(spec, text):
 
 _OLD_SENTENCE_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s|$)")
 _OLD_PERCENT = re.compile(r"\d+(?:[.,]\d+)?[ \t]?%")
-_PERCENT = checks_module._PERCENT
+_PERCENT = text_module._PERCENT
 sentence_texts = st.text(alphabet=st.sampled_from(list(".!?\"')] \n\tab1\u201d")), max_size=80)
 
 
 @FUZZ
 @given(text=sentence_texts)
 def test_sentence_split_matches_the_backtracking_regex(text):
-    assert _OLD_SENTENCE_END.split(text) == checks_module._SENTENCE_END.split(text)
+    assert _OLD_SENTENCE_END.split(text) == text_module.SENTENCE_END.split(text)
     assert count_sentences(text) >= 0
 
 
@@ -285,7 +280,7 @@ def test_linear_keyword_checkers_match_lm_eval_on_case_folding(iid, kwargs, alph
 def _old_contains_phrase(text: str, phrase: str) -> bool:
     """contains_phrase before issue 20: a whitespace-tolerant regex plus a boundary check
     before each match (O(text x phrase) on near-misses)."""
-    word = re.compile(checks_module._word_class())
+    word = re.compile(text_module._word_class())
     words = phrase.lower().split()
     if not words:
         return False
@@ -304,7 +299,7 @@ def _old_contains_phrase(text: str, phrase: str) -> bool:
 
 # The sentinel characters the aligned search cuts with, so that its fallbacks run too.
 ALIGN_ALPHABET = ["a", "b", "A", "é", "e\u0301", " ", "\n", "-", "+", ".", "_", "\u0301",
-                  *checks_module._SENTINELS]
+                  *text_module._SENTINELS]
 
 
 class _Cut:
@@ -314,12 +309,12 @@ class _Cut:
         self.on = on
 
     def __enter__(self):
-        self.saved = checks_module._ALIGNED_LOOP_CAP, checks_module._CUT_CHUNK
+        self.saved = text_module._ALIGNED_LOOP_CAP, text_module._CUT_CHUNK
         if self.on:
-            checks_module._ALIGNED_LOOP_CAP, checks_module._CUT_CHUNK = 0, 3
+            text_module._ALIGNED_LOOP_CAP, text_module._CUT_CHUNK = 0, 3
 
     def __exit__(self, *exc):
-        checks_module._ALIGNED_LOOP_CAP, checks_module._CUT_CHUNK = self.saved
+        text_module._ALIGNED_LOOP_CAP, text_module._CUT_CHUNK = self.saved
 
 
 @pytest.mark.parametrize("cut", [False, True], ids=["loop-first", "cut"])
@@ -329,7 +324,7 @@ def test_contains_phrase_matches_the_regex_version(cut):
            phrase=st.lists(st.sampled_from(ALIGN_ALPHABET[:-6]), min_size=1, max_size=6).map("".join))
     def check(text, phrase):
         with _Cut(cut):
-            assert checks_module.contains_phrase(text, phrase) == _old_contains_phrase(text, phrase)
+            assert text_module.contains_phrase(text, phrase) == _old_contains_phrase(text, phrase)
 
     check()
 
@@ -344,8 +339,8 @@ def test_aligned_search_matches_the_occurrence_loop(cut):
            strict=st.booleans())
     def check(text, needle, strict):
         with _Cut(cut):
-            fast = checks_module.contains_aligned(text, needle, runs, strict=strict)
-        assert fast == checks_module._contains_aligned_loop(text, needle, runs, strict=strict)
+            fast = text_module.contains_aligned(text, needle, runs, strict=strict)
+        assert fast == text_module._contains_aligned_loop(text, needle, runs, strict=strict)
         if strict:  # the IFEval definition: regex \b on both sides
             assert fast == (re.search(r"\b" + re.escape(needle) + r"\b", text) is not None)
 
@@ -359,10 +354,10 @@ def test_forbidden_words_through_the_cut_match_lm_eval(iid, kwargs, alphabet):
 
 
 def test_aligned_search_with_every_usual_sentinel_in_the_text():
-    text = checks_module._SENTINELS + " the sea "
+    text = text_module._SENTINELS + " the sea "
     runs = re.compile(r"(\w+)")
-    assert checks_module._pick_sentinel(text) not in text
+    assert text_module._pick_sentinel(text) not in text
     with _Cut(True):
-        assert checks_module.contains_aligned(text, "sea", runs)
-        assert not checks_module.contains_aligned(text, "se", runs)
-        assert checks_module.contains_aligned("a" * 100 + " a", "a", runs)  # 100 near-misses, then one
+        assert text_module.contains_aligned(text, "sea", runs)
+        assert not text_module.contains_aligned(text, "se", runs)
+        assert text_module.contains_aligned("a" * 100 + " a", "a", runs)  # 100 near-misses, then one

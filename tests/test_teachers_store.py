@@ -273,3 +273,16 @@ def test_vllm_offline_teacher(tmp_path, tiny_lm_dir):
     assert len(res["a"]) == 3 and all(isinstance(x, str) for x in res["a"])
     assert res["a"] == res["b"]  # per-request seeds: independent of batch order
     assert res["name"] == tiny_lm_dir.name and len(res["c"]) == 1
+
+
+@pytest.mark.parametrize("answer", ["", "  \n", "\u200b\ufeff", "<think>all reasoning</think>"])
+def test_a_blank_teacher_answer_is_rejected_as_empty(answer):
+    """The builders' test of an answer is the reward server's blankness (checks a WEval
+    candidate must pass): nothing visible outside reasoning."""
+    from openrlhf_reward.builders.teacher_units import Rejected, answer_unit
+
+    unit = answer_unit("k", "Write a haiku.", base_seed=0)
+    with pytest.raises(Rejected) as e:
+        unit.accept(answer)
+    assert e.value.reason == "empty_response"
+    assert unit.accept("a haiku") == "a haiku"

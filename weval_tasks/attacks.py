@@ -51,9 +51,10 @@ import math
 import re
 from collections.abc import Callable
 
-# Sentence ends and title lines as the rule checks count them (one definition of each).
-from openrlhf_reward.checks import _SENTENCE_END, _TITLE_LINE, count_words, is_blank
 from openrlhf_reward.schema import WEvalDocument
+
+# Sentence ends and title lines as the rule checks count them (one definition of each).
+from openrlhf_reward.text import SENTENCE_END, TITLE_LINE, count_words, is_blank
 
 __all__ = [
     "ATTACKS",
@@ -114,9 +115,9 @@ def first_sentence(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise ValueError("first_sentence: the text is blank")
-    body = [ln for ln in lines if not _TITLE_LINE.match(ln)] or lines
+    body = [ln for ln in lines if not TITLE_LINE.match(ln)] or lines
     line = body[0]
-    m = _SENTENCE_END.search(line)
+    m = SENTENCE_END.search(line)
     return line[: m.end()] if m else line
 
 

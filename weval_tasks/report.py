@@ -108,7 +108,7 @@ def sample_scores(family: str, rec: dict[str, Any]) -> tuple[Any, list[float], d
 
 def baseline_scores(name: str, family: str, doc) -> tuple[list[float], dict[str, float] | None]:
     """Scores of a data-only baseline (``length``: response word count, as the rules count words)."""
-    from openrlhf_reward.checks import count_words
+    from openrlhf_reward.text import count_words
     from weval_tasks.attacks import build_attacks
 
     if name != "length":

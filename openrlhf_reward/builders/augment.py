@@ -27,8 +27,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from openrlhf_reward.builders.teacher_units import Rejected
-from openrlhf_reward.checks import CheckSpecError, validate_check
+from openrlhf_reward.checks import validate_check
 from openrlhf_reward.schema import REQUIREMENT_TYPES, Requirement
+from openrlhf_reward.text import CheckSpecError
 
 __all__ = [
     "AUGMENT_SYSTEM_PROMPT",

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf_reward.schema import DataError, iter_jsonl
+from openrlhf_reward.text import is_blank
 
 HELP = "Build CE-RM training rows (criteria prompt + pair label) from chosen/rejected preference data."
 QUERY_FIELDS = ("query", "prompt", "instruction", "question", "input")
@@ -84,7 +85,7 @@ def _response(value: Any, where: str, name: str) -> str:
         text = last["content"]
     else:
         raise DataError(f"{where}: field {name!r} must be a string or a list of chat messages")
-    if not text.strip():
+    if is_blank(text):
         raise DataError(f"{where}: field {name!r} is empty")
     return text
 

@@ -5,7 +5,7 @@ optionally ``key`` — the layout of IFEval's ``input_data.jsonl`` and of the pa
 (the HF ``google/IFEval`` export, with ``null`` for unset arguments, works too).
 
 Output: the GRPO rows of :mod:`.grpo`; the requirements come from
-:func:`openrlhf_reward.ifeval.requirements_from_ifeval` (IFEval's own description as text, the
+:func:`openrlhf_reward.schema.requirements_from_ifeval` (IFEval's own description as text, the
 IFEval group as type, and ``check = {"kind": "ifeval", "instruction_id", "kwargs"}`` for the
 ``rules`` backend). IFEval prompts carry their requirements inline, so ``label.query`` and
 ``label.instruction`` are both the prompt. Rows that cannot be converted are skipped and
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf_reward.builders.instructions import Instruction
-from openrlhf_reward.schema import DataError, iter_jsonl
+from openrlhf_reward.schema import DataError, iter_jsonl, requirements_from_ifeval_label
 
 __all__ = ["ifeval_instruction", "import_ifeval"]
 
@@ -30,8 +30,6 @@ HELP = "Convert IFEval-format rows (prompt, instruction_id_list, kwargs) into GR
 
 def ifeval_instruction(obj: Any, where: str, *, prompt_key: str = "prompt", id_key: str = "key") -> Instruction:
     """One IFEval row -> :class:`Instruction` (raises DataError naming ``where`` and the problem)."""
-    from openrlhf_reward.ifeval import requirements_from_ifeval_label
-
     if not isinstance(obj, Mapping):
         raise DataError(f"{where}: expected a JSON object")
     prompt = obj.get(prompt_key)

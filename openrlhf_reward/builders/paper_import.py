@@ -258,7 +258,7 @@ def _writing_subset(rows: list[tuple[int, dict]], name: str, cfg: PaperImportCon
 
 
 def train_requirements(row: Mapping[str, Any], where: str) -> tuple[list[Requirement], list[str]]:
-    from openrlhf_reward.ifeval import requirements_from_ifeval
+    from openrlhf_reward.schema import requirements_from_ifeval
 
     ids = _str_list(row, "instruction_id_list", where)
     cons = _str_list(row, "constraint", where)

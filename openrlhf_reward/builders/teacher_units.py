@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openrlhf_reward.builders.store import WorkStore
+from openrlhf_reward.text import is_blank
 
 __all__ = ["Rejected", "TeacherUnit", "UnitStats", "answer_unit", "auto_chunk_size", "derive_seed", "run_units"]
 
@@ -49,7 +50,7 @@ class TeacherUnit:
 
 
 def _nonempty(text: str) -> str:
-    if not text.strip():
+    if is_blank(text):  # the test a WEval candidate must pass: nothing visible outside <think>
         raise Rejected("empty_response", "the teacher returned no text")
     return text
 

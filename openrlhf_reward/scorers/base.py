@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from openrlhf_reward.schema import REQUIREMENT_TYPES, Requirement
+from openrlhf_reward.text import is_blank
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,12 @@ class ScoreRequest:
     requirements: Sequence[Requirement] = ()
     # The base query without requirement texts, when known (criteria caching keys on it).
     query: str | None = None
+    # Whether a reader sees nothing in the response (is_blank), computed once when the request
+    # is made: the scorers, extra_logs and the server's /metrics all read this.
+    blank: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blank", is_blank(self.response))
 
 
 @dataclass

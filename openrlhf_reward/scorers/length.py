@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from openrlhf_reward.checks import count_words
 from openrlhf_reward.config import build_config
 from openrlhf_reward.scorers.base import Scorer, ScoreRequest, ScoreResult
+from openrlhf_reward.text import count_words
 
 
 @dataclass

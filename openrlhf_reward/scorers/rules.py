@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from openrlhf_reward.checks import is_blank, run_check
+from openrlhf_reward.checks import run_check
 from openrlhf_reward.config import build_config
 from openrlhf_reward.scorers.base import Scorer, ScoreRequest, ScoreResult
 
@@ -30,7 +30,7 @@ class RulesScorer(Scorer):
     scorable requirement at all the reward is ``unscorable_reward`` and
     ``info["n_scorable"]`` is 0, so callers can tell.
 
-    A blank response (:func:`~openrlhf_reward.checks.is_blank`: nothing visible once think
+    A blank response (:func:`~openrlhf_reward.text.is_blank`: nothing visible once think
     blocks and end markers are stripped) fails every check and gets reward 0 whatever the requirements:
     ``info["blank"]`` is True and ``info["reason"]`` is ``"blank response"``. See
     ``docs/checks.md``.
@@ -44,7 +44,7 @@ class RulesScorer(Scorer):
         self.unscorable_reward = float(self.config.unscorable_reward)
 
     def score_one(self, req: ScoreRequest) -> ScoreResult:
-        if is_blank(req.response):
+        if req.blank:
             # Nothing was answered: every check fails (a negative check such as "no commas"
             # must not reward silence), and with no checks at all there is still no reward.
             scores = {r.id: None if r.check is None else 0.0 for r in req.requirements}

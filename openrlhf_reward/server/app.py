@@ -38,12 +38,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 import openrlhf_reward
+from openrlhf_reward import ifeval
 from openrlhf_reward.protocol import (
     ParsedRequest,
     ProtocolOptions,
     RequestError,
     build_response,
     parse_reward_request,
+    sample_flags,
 )
 from openrlhf_reward.scorers.base import Scorer
 from openrlhf_reward.server.batcher import (
@@ -55,6 +57,7 @@ from openrlhf_reward.server.batcher import (
 from openrlhf_reward.server.breaker import CircuitOpenError
 from openrlhf_reward.server.config import ServerConfig
 from openrlhf_reward.server.metrics import ServerMetrics
+from openrlhf_reward.text import is_blank
 
 logger = logging.getLogger("openrlhf_reward.server")
 
@@ -279,6 +282,13 @@ def _parse_body(raw: bytes, options: ProtocolOptions) -> tuple[ParsedRequest, An
     return parse_reward_request(data, options), data
 
 
+def _answer(results: list, parsed: ParsedRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The JSON answer and the per-sample degenerate-reward flags it was made of: computed
+    once, for the answer's ``extra_logs`` and for ``/metrics`` (runs in the parse thread pool)."""
+    flags = [sample_flags(r) for r in results]
+    return build_response(results, parsed.return_details, parsed.items, parsed.recovery, flags), flags
+
+
 class Admission:
     """At most ``limit`` requests inside at once; the rest wait in arrival order (on the event
     loop, holding only their connection) for up to a budget."""
@@ -330,10 +340,13 @@ class Admission:
         self.inside -= 1
 
 
-def _preload_ifeval() -> None:
-    """Import lm-eval's IFEval checkers now, so the first IFEval request does not pay for it."""
-    from openrlhf_reward import ifeval
-
+def _warm_up(backend_name: str) -> None:
+    """Build now what the first requests would otherwise build, several at once: the
+    visible-character class of ``is_blank`` (every parsed response's ``blank``) and, for
+    backends that score IFEval checks, lm-eval's IFEval checkers."""
+    is_blank("warm up")
+    if backend_name not in _IFEVAL_BACKENDS:
+        return
     try:
         ifeval.preload()
     except Exception as e:  # lm-eval not installed: IFEval labels are refused per request
@@ -364,11 +377,10 @@ def create_app(
         handlers = _redacting_handlers()  # after uvicorn configured logging, before any request
         for h in handlers:
             h.addFilter(redactor)
-        if backend_name in _IFEVAL_BACKENDS:
-            # Before serving, not in a background thread: a module import racing the first
-            # requests' imports can hit the import lock's deadlock detection (half-initialised
-            # modules). Run in a worker so the loop stays free.
-            await asyncio.get_running_loop().run_in_executor(pool, _preload_ifeval)
+        # Before serving, not in a background thread: a module import racing the first
+        # requests' imports can hit the import lock's deadlock detection (half-initialised
+        # modules). Run in a worker so the loop stays free.
+        await asyncio.get_running_loop().run_in_executor(pool, _warm_up, backend_name)
         yield
         for h in handlers:
             h.removeFilter(redactor)
@@ -452,7 +464,7 @@ def create_app(
                 asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), budget
             )
             held = any(getattr(f, "held", False) for f in futures)  # set by the batcher's ride-through
-            payload = await off_loop(build_response, results, parsed.return_details, parsed.items, parsed.recovery)
+            payload, flags = await off_loop(_answer, results, parsed)
         except TimeoutError:
             for f in futures:
                 f.cancel()
@@ -476,7 +488,7 @@ def create_app(
                          type(e).__name__, e, exc_info=True)
             return _error(500, f"backend {backend_name!r} failed: {type(e).__name__}: {e}",
                           error_id=error_id), False
-        metrics.record_results(results)
+        metrics.record_results(flags)
         if config.log_requests:
             logger.info("rewards: %s", payload["rewards"])
         metrics.record_request(200, time.perf_counter() - t0)

@@ -124,11 +124,9 @@ class ServerConfig:
         return 0.0 if backend in _PER_SAMPLE_BACKENDS else 5.0
 
     def resolved_api_key(self) -> str | None:
-        """The key from ``api_key`` or ``$OPENRLHF_REWARD_API_KEY``; an empty one is refused
-        (it would otherwise silently turn authentication off)."""
+        """The key from ``api_key`` (checked by :meth:`validate`) or ``$OPENRLHF_REWARD_API_KEY``;
+        an empty variable is refused (it would otherwise silently turn authentication off)."""
         if self.api_key is not None:
-            if not self.api_key.strip():
-                raise ConfigError("api_key is empty: give a non-empty key, or leave it out to run without auth")
             return self.api_key
         env = os.environ.get(API_KEY_ENV)
         if env is not None and not env.strip():

@@ -13,11 +13,10 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from openrlhf_reward.checks import is_blank
-from openrlhf_reward.protocol import sample_flags
+from openrlhf_reward.protocol import fallback_count
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -110,17 +109,20 @@ class ServerMetrics:
             self.recovery_counts.update(kinds)
 
     def record_samples(self, items: Sequence[Any], recovery: Sequence[str]) -> None:
-        """Parsed samples (before scoring): blank responses and recovery fallbacks."""
+        """Parsed samples (before scoring): blank responses (each item's ``blank``) and
+        recovery fallbacks, as ``extra_logs`` counts them."""
+        blank = sum(1 for it in items if it.blank)
+        fallbacks = fallback_count(recovery)
         with self._lock:
             self.samples += len(items)
-            self.blank_responses += sum(1 for it in items if is_blank(it.response))
-            self.recovery_fallbacks += sum(1 for how in recovery if how != "prefix")
+            self.blank_responses += blank
+            self.recovery_fallbacks += fallbacks
 
-    def record_results(self, results: Sequence[Any]) -> None:
-        """Scored samples: unscorable requirements and unparsed judge answers."""
+    def record_results(self, flags: Sequence[Mapping[str, Any]]) -> None:
+        """Scored samples: unscorable requirements and unparsed judge answers, from the
+        :func:`~openrlhf_reward.protocol.sample_flags` the answer's ``extra_logs`` were made of."""
         with self._lock:
-            for r in results:
-                f = sample_flags(r)
+            for f in flags:
                 self.requirements += f["n_requirements"]
                 self.unscorable_requirements += f["n_unscorable"]
                 self.judge_answers += f["n_judge_answers"]

@@ -67,14 +67,14 @@ def run(args: argparse.Namespace) -> int:
             args.config, backend=args.backend, model=args.model, backend_args=args.backend_arg,
             server_overrides=server_overrides_from_args(args),
         )
-        cfg.server.resolved_api_key()  # refuses an empty --api-key or $OPENRLHF_REWARD_API_KEY
+        api_key = cfg.server.resolved_api_key()  # refuses an empty $OPENRLHF_REWARD_API_KEY
     except ConfigError as e:
         print(f"openrlhf-reward serve: error: {e}", file=sys.stderr)
         return 2
     server = cfg.server
     logging.basicConfig(level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("openrlhf_reward.server")
-    if not _is_loopback(server.host) and not server.resolved_api_key():
+    if not _is_loopback(server.host) and not api_key:
         log.warning("binding %s without an API key: anyone who can reach this port can use the server", server.host)
 
     if args.ray:
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         "serving backend %r on http://%s:%d/get_reward (max batch %d, max wait %.1f ms, auth %s)",
         cfg.backend, server.host, server.port, server.max_batch_size,
         server.effective_max_wait_ms(cfg.backend),
-        "on" if server.resolved_api_key() else "off",
+        "on" if api_key else "off",
     )
     uvicorn.Server(uvicorn_config(app, server)).run(sockets=sockets)
     return 0
