@@ -360,7 +360,7 @@ def render_compare(name_a: str, name_b: str, results: list[dict[str, Any]]) -> s
     return "\n\n".join(out)
 
 
-def _disambiguate(rows: list[dict[str, Any]]) -> None:
+def disambiguate(rows: list[dict[str, Any]]) -> None:
     """Row names: "model(args) on data"; the output folder is added where that is not unique."""
     for r in rows:
         r["name"] = f"{r['label']} on {r['data']}"
@@ -432,7 +432,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     bootstrap CI over documents (:func:`add_cis`).
     """
     if any("name" not in r for r in rows):
-        _disambiguate(rows)
+        disambiguate(rows)
     body = []
     for r in rows:
         tasks = _shown_tasks(r)
@@ -479,7 +479,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     if any("name" not in r for r in rows):
-        _disambiguate(rows)
+        disambiguate(rows)
     fig, axes = plt.subplots(2, 2, figsize=(15, 9))
     (ax_corr, ax_type), (ax_hack, ax_diag) = axes
     width = 0.8 / max(1, len(rows))
@@ -558,7 +558,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
 _INTERNAL = ("docs", "per_doc", "scored", "ci", "n_docs", "per_type_ci")
 
 
-def _json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for ``--json``: every metric as {"value", "ci95", "n_docs"} (ci95/n_docs null
     for a run without logged samples)."""
     out = []
@@ -590,7 +590,7 @@ def compare_runs(path_a: str, path_b: str, n_resamples: int = DEFAULT_RESAMPLES,
     if not common:
         raise DataError(f"--compare: no task family in both runs (A: {', '.join(r['family'] for r in rows_a)}; "
                         f"B: {', '.join(r['family'] for r in rows_b)})")
-    _disambiguate(rows_a + rows_b)
+    disambiguate(rows_a + rows_b)
     results = [compare(r, by_b[r["family"]], n_resamples, seed) for r in common]
     return rows_a[0]["name"], rows_b[0]["name"], results
 
@@ -636,11 +636,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, json.JSONDecodeError, DataError) as e:
         print(f"weval report: error: {e}", file=sys.stderr)
         return 2
-    _disambiguate(rows)
+    disambiguate(rows)
     add_cis(rows, args.n_resamples, args.seed)
     print(render_table(rows))
     if args.json:
-        args.json.write_text(json.dumps(_json_rows(rows), indent=2))
+        args.json.write_text(json.dumps(json_rows(rows), indent=2))
     if args.plot:
         plot(rows, args.plot)
         print(f"plot: {args.plot}")

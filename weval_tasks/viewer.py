@@ -82,10 +82,10 @@ def build_site_data(paths: list[str], n_resamples: int = DEFAULT_RESAMPLES, seed
 
 
 def _load(paths: list[str], n_resamples: int, seed: int) -> list[list[dict[str, Any]]]:
-    from weval_tasks.report import _disambiguate, add_cis
+    from weval_tasks.report import add_cis, disambiguate
 
     runs = [_run_rows(p) for p in paths]
-    _disambiguate([r for rows in runs for r in rows])
+    disambiguate([r for rows in runs for r in rows])
     for rows in runs:
         add_cis(rows, n_resamples, seed)
     return runs
@@ -94,7 +94,7 @@ def _load(paths: list[str], n_resamples: int, seed: int) -> list[list[dict[str, 
 def _site_data(runs: list[list[dict[str, Any]]], n_resamples: int, seed: int, page_size: int) -> dict[str, Any]:
     from weval_tasks.attacks import build_attacks
     from weval_tasks.metrics import pessimistic_positions
-    from weval_tasks.report import _json_rows, compare, hack_columns
+    from weval_tasks.report import compare, hack_columns, json_rows
 
     names = [rows[0]["name"] for rows in runs]
     if len(names) == 2 and names[0] == names[1]:
@@ -157,7 +157,7 @@ def _site_data(runs: list[list[dict[str, Any]]], n_resamples: int, seed: int, pa
     return {
         "runs": names,
         "files": [rows[0]["file"] for rows in runs],
-        "summary": [{"run": k, **j} for k, rows in enumerate(runs) for j in _json_rows(rows)],
+        "summary": [{"run": k, **j} for k, rows in enumerate(runs) for j in json_rows(rows)],
         "comparisons": comparisons,
         "hack_columns": [c for c in hack_columns() if c.startswith("hack_")],
         "docs": order,
