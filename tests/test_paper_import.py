@@ -113,13 +113,23 @@ def _check_weval(docs: list[dict], src: Path) -> None:
             assert list(by_rank[6 - k].dropped) == [f"c{j}" for j in range(k + 1, 6)]
 
 
-def test_writing_subset_to_weval_given_category_and_type(tmp_path):
-    out = tmp_path / "w.jsonl"
-    p = run_cli("import-paper", "--input", str(FIX / "writing_subset.parquet"), "--output", str(out),
-                "--category", "academic_writing", "--requirement-type", "content")
+def _imported(src: Path, out: Path, *flags: str) -> list[dict]:
+    """`openrlhf-reward import-paper` of src into out (it must succeed), and the rows written."""
+    p = run_cli("import-paper", "--input", str(src), "--output", str(out), *flags)
     assert p.returncode == 0, p.stderr
-    docs = _jsonl(out)
-    _check_weval(docs, FIX / "writing_subset.parquet")
+    return _jsonl(out)
+
+
+def _weval_given_category_and_type(src: Path, out: Path, category: str) -> list[dict]:
+    """`import-paper` of a writing_subset file with the category and type given (no MiniLM),
+    checked against its source."""
+    docs = _imported(src, out, "--category", category, "--requirement-type", "content")
+    _check_weval(docs, src)
+    return docs
+
+
+def test_writing_subset_to_weval_given_category_and_type(tmp_path):
+    docs = _weval_given_category_and_type(FIX / "writing_subset.parquet", tmp_path / "w.jsonl", "academic_writing")
     assert {d["category"] for d in docs} == {"academic_writing"}
     assert {r["type_source"] for d in docs for r in d["requirements"]} == {"given"}
 
@@ -247,10 +257,7 @@ def test_raw_ifeval_style_label_with_soft_ids_is_accepted():
 
 
 def test_chat_pairs_to_rm_pairs(tmp_path):
-    out = tmp_path / "p.jsonl"
-    p = run_cli("import-paper", "--input", str(FIX / "wrl_pairs_test.jsonl"), "--output", str(out))
-    assert p.returncode == 0, p.stderr
-    pairs = _jsonl(out)
+    pairs = _imported(FIX / "wrl_pairs_test.jsonl", tmp_path / "p.jsonl")
     raw = _jsonl(FIX / "wrl_pairs_test.jsonl")
     kept = [r for r in raw if r["chosen"][-1]["content"].strip() != r["rejected"][-1]["content"].strip()]
     assert len(pairs) == len(kept) == len(raw) - 1
@@ -264,10 +271,7 @@ def test_chat_pairs_to_rm_pairs(tmp_path):
 def test_val_set_to_grpo(tmp_path):
     from openrlhf_reward.builders.grpo import validate_grpo_row
 
-    out = tmp_path / "g.jsonl"
-    p = run_cli("import-paper", "--input", str(FIX / "val_set.jsonl"), "--output", str(out))
-    assert p.returncode == 0, p.stderr
-    rows = _jsonl(out)
+    rows = _imported(FIX / "val_set.jsonl", tmp_path / "g.jsonl")
     raw = _jsonl(FIX / "val_set.jsonl")
     assert [r["id"] for r in rows] == [str(r["key"]) for r in raw]
     for row, r in zip(rows, raw):
@@ -329,13 +333,8 @@ def test_full_jsonl_files(tmp_path):
 @full
 def test_full_writing_subset(tmp_path):
     # Given category and type: the MiniLM paths are covered on the excerpt above.
-    out = tmp_path / "w.jsonl"
-    p = run_cli("import-paper", "--input", str(FULL / "writing_subset.parquet"), "--output", str(out),
-                "--category", "creative_writing", "--requirement-type", "content")
-    assert p.returncode == 0, p.stderr
-    docs = _jsonl(out)
+    docs = _weval_given_category_and_type(FULL / "writing_subset.parquet", tmp_path / "w.jsonl", "creative_writing")
     assert len(docs) == 506
-    _check_weval(docs, FULL / "writing_subset.parquet")
     longest = max(len(c["response"]) for d in docs for c in d["candidates"])
     assert longest > 1_000_000  # the 2 MB answer of base prompt 7 comes through as it is
 
