@@ -216,7 +216,10 @@ def test_sigterm_drains_requests_in_flight_then_exits(tmp_path):
                 futures = [pool.submit(httpx.post, f"http://127.0.0.1:{port}/get_reward", json=body, timeout=120)
                            for _ in range(4)]
                 deadline = time.monotonic() + 60
-                while not judge.requests:  # scoring has started
+                # scoring has started and all four are admitted or answered (a request still
+                # connecting when SIGTERM lands is refused, rightly)
+                while not (judge.requests and sum(f.done() for f in futures) + httpx.get(
+                        f"http://127.0.0.1:{port}/health", timeout=30).json()["in_flight"] == 4):
                     assert time.monotonic() < deadline
                     time.sleep(0.05)
                 proc.terminate()
