@@ -123,19 +123,11 @@ def plot(path: Path, log: list[dict[str, Any]], held: dict[str, Any], demo: dict
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    import math
+    from openrlhf_reward.train_classifier import draw_loss
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=80, gridspec_kw={"width_ratios": [1, 1.3, 1.3]})
-    pts = [(e["step"], e["loss"]) for e in log if "loss" in e]
-    if pts:
-        axes[0].plot(*zip(*pts, strict=True), lw=1, marker="o", ms=2, label="training loss")
-    ev = [(e["step"], e["eval_loss"]) for e in log if "eval_loss" in e]
-    if ev:
-        axes[0].plot(*zip(*ev, strict=True), "s", color="C3", label="held-out loss (train-side split)")
-    axes[0].axhline(math.log(2), color="grey", ls=":", lw=1, label="log 2")
-    axes[0].set_xlabel("step")
+    draw_loss(axes[0], log)
     axes[0].set_title("train-classifier loss", fontsize=9)
-    axes[0].legend(fontsize=7)
     keys = ["correlation", "il", "pl", "pairwise_acc"]
     for ax, (name, res) in zip(axes[1:], (("held-out writing_subset groups", held), ("demo set (OOD)", demo)), strict=True):
         scorers = list(res)

@@ -120,18 +120,10 @@ def encode(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]
     return out
 
 
-def plot_loss(log: list[dict[str, Any]], path: Path, title: str) -> bool:
-    """Training loss per logged step (and the held-out loss) as a PNG; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+def draw_loss(ax: Any, log: list[dict[str, Any]]) -> None:
+    """Training loss per logged step, the held-out loss and the chance line on a matplotlib axis."""
     pts = [(e["step"], e["loss"]) for e in log if "loss" in e and "step" in e]
     held = [(e["step"], e["eval_loss"]) for e in log if "eval_loss" in e]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     if pts:
         ax.plot(*zip(*pts, strict=True), marker="o", ms=2, lw=1, label="training loss (mean over logging window)")
     if held:
@@ -139,8 +131,21 @@ def plot_loss(log: list[dict[str, Any]], path: Path, title: str) -> bool:
     ax.axhline(math.log(2), color="grey", ls=":", lw=1, label="log 2 (chance)")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy")
-    ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
+
+
+def plot_loss(log: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """:func:`draw_loss` as a PNG; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    draw_loss(ax, log)
+    ax.set_title(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
