@@ -16,13 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import openrlhf_reward.text
 from openrlhf_reward.ifeval import run_ifeval_check, validate_ifeval_check
 from openrlhf_reward.text import (
     MAX_PHRASE_CHARS,
     TITLE_LINE,
     CheckSpecError,
     contains_phrase,
+    count_bullets,
+    count_paragraphs,
+    count_percents,
+    count_sentences,
+    count_words,
     has_visible,
     is_blank,
 )
@@ -38,12 +42,12 @@ __all__ = [
 # kind -> (allowed parameters, required parameters, counter or predicate); the counters
 # are those of openrlhf_reward.text (one definition of a word, sentence, ...)
 _COUNTED: dict[str, Callable[..., int]] = {
-    "word_count": lambda text, spec: openrlhf_reward.text.count_words(text),
-    "sentence_count": lambda text, spec: openrlhf_reward.text.count_sentences(text),
-    "paragraph_count": lambda text, spec: openrlhf_reward.text.count_paragraphs(text),
-    "bullet_count": lambda text, spec: openrlhf_reward.text.count_bullets(text, spec.get("marker", "- ")),
+    "word_count": lambda text, spec: count_words(text),
+    "sentence_count": lambda text, spec: count_sentences(text),
+    "paragraph_count": lambda text, spec: count_paragraphs(text),
+    "bullet_count": lambda text, spec: count_bullets(text, spec.get("marker", "- ")),
     "question_count": lambda text, spec: text.count("?"),
-    "percent_count": lambda text, spec: openrlhf_reward.text.count_percents(text),
+    "percent_count": lambda text, spec: count_percents(text),
 }
 
 _PREDICATES: dict[str, Callable[[str, Mapping[str, Any]], bool]] = {
@@ -156,13 +160,13 @@ def run_check(text: str, spec: Mapping[str, Any]) -> bool | None:
     None only for kind ``ifeval`` when that instruction cannot be scored deterministically
     here (see :func:`openrlhf_reward.ifeval.unscorable_reason`).
     """
+    kind = spec["kind"]
+    if kind == "ifeval":
+        return run_ifeval_check(text, spec)  # it refuses a blank response itself
     if is_blank(text):
         return False
-    kind = spec["kind"]
     if kind in _PREDICATES:
         return bool(_PREDICATES[kind](text, spec))
-    if kind == "ifeval":
-        return run_ifeval_check(text, spec)
     n = _COUNTED[kind](text, spec)
     if "exact" in spec:
         return n == spec["exact"]

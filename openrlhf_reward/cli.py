@@ -58,9 +58,6 @@ _INPUT_ARGS = ("input", "seeds")
 _OUTPUT_ARGS = ("output", "rejects", "eval_output")
 # Commands whose --output is a folder (a checkpoint), not a file.
 _FOLDER_OUTPUT_COMMANDS = frozenset({"train-classifier"})
-# Commands that write their JSONL of rows even when it is empty (the builders' runner never
-# does: it raises NothingKept): finishing with an empty file is a failure.
-_ROW_COMMANDS = frozenset({"build-adherence"})
 
 
 class UsageError(Exception):
@@ -110,11 +107,6 @@ def _holds_work(workdir: Path) -> bool:
             if sum(1 for line in fh if line.strip()) > 1:
                 return True
     return False
-
-
-def _has_rows(path: Path) -> bool:
-    with path.open("rb") as f:
-        return any(line.strip() for line in f)
 
 
 def _describe(e: BaseException, args: argparse.Namespace) -> str:
@@ -180,13 +172,6 @@ def _run(name: str, args: argparse.Namespace) -> int:
         for w in new_workdirs:  # never finished teacher work: that would be paid for again
             if w.is_dir() and not _holds_work(w):
                 shutil.rmtree(w, ignore_errors=True)
-    elif rc == 0 and name in _ROW_COMMANDS:
-        out = _paths(args, ("output",))
-        if out and out[0].is_file() and not _has_rows(out[0]):
-            if out[0] in new_outputs:
-                out[0].unlink()
-            print(f"openrlhf-reward {name}: error: {_no_rows(args)}", file=sys.stderr)
-            rc = 1
     return rc
 
 

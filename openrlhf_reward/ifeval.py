@@ -413,7 +413,7 @@ def preload() -> None:
     pay for the imports (several seconds) while holding up other requests.
     """
     _registry()
-    contains_phrase("warm up", "warm")  # builds the word-character class once
+    contains_phrase("wärm up", "wärm")  # builds the Unicode word-character class (ASCII text skips it)
     is_blank("warm up")  # and the visible-character class
     _fold_tables()  # and the case-folding table of the keyword checks
     for iid, kw in (

@@ -166,7 +166,7 @@ def train_classifier(input_path: str | Path, output: str | Path, settings: Train
         set_seed,
     )
 
-    from openrlhf_reward.builders.adherence import rows_from_documents, split_groups
+    from openrlhf_reward.builders.adherence import split_rows
     from openrlhf_reward.schema import load_weval_jsonl
 
     s = settings or TrainSettings()
@@ -175,10 +175,7 @@ def train_classifier(input_path: str | Path, output: str | Path, settings: Train
     base = s.base_model or default_base_model()
     out = Path(output)
     docs = load_weval_jsonl(input_path)
-    train_ids, eval_ids = split_groups([d.id for d in docs], s.eval_fraction, s.seed)
-    tr, ev = set(train_ids), set(eval_ids)
-    train_rows = rows_from_documents(d for d in docs if d.id in tr)
-    eval_rows = rows_from_documents(d for d in docs if d.id in ev)
+    train_ids, eval_ids, train_rows, eval_rows = split_rows(docs, s.eval_fraction, s.seed)
     if not train_rows:
         raise ValueError(f"{input_path}: no training rows (no documents with candidates and requirements)")
 

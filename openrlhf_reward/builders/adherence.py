@@ -22,32 +22,28 @@ first (one document per base prompt).
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import sys
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from openrlhf_reward.schema import WEvalDocument, load_weval_jsonl
 
-__all__ = ["adherence_rows", "rows_from_documents", "split_groups", "write_rows"]
+__all__ = ["adherence_rows", "rows_from_documents", "split_groups", "split_rows"]
 
 HELP = "Turn WEval documents into labelled (response, requirement) adherence rows for the classifier, split by group."
 
 
-def adherence_rows(doc: WEvalDocument, template: str | None = None) -> list[dict[str, Any]]:
+def adherence_rows(doc: WEvalDocument) -> list[dict[str, Any]]:
     """One labelled row per (candidate, requirement) of ``doc``; label 1 = adheres."""
     from openrlhf_reward.scorers.classifier import PAPER_TEMPLATE
 
-    tpl = PAPER_TEMPLATE if template is None else template
     rows = []
     for ci, cand in enumerate(doc.candidates):
         dropped = set(cand.dropped)
         for req in doc.requirements:
             rows.append({
                 # The backend's format_text: answer = response, question = requirement text.
-                "text": tpl.format(answer=cand.response, question=req.text, instruction=doc.prompt),
+                "text": PAPER_TEMPLATE.format(answer=cand.response, question=req.text, instruction=doc.prompt),
                 "label": 0 if req.id in dropped else 1,
                 "group": doc.id,
                 "response": cand.response,
@@ -60,8 +56,8 @@ def adherence_rows(doc: WEvalDocument, template: str | None = None) -> list[dict
     return rows
 
 
-def rows_from_documents(docs: Iterable[WEvalDocument], template: str | None = None) -> list[dict[str, Any]]:
-    return [row for doc in docs for row in adherence_rows(doc, template)]
+def rows_from_documents(docs: Iterable[WEvalDocument]) -> list[dict[str, Any]]:
+    return [row for doc in docs for row in adherence_rows(doc)]
 
 
 def split_groups(groups: Sequence[str], eval_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -81,13 +77,14 @@ def split_groups(groups: Sequence[str], eval_fraction: float, seed: int = 0) -> 
     return [g for g in distinct if g not in held], [g for g in distinct if g in held]
 
 
-def write_rows(rows: Iterable[dict[str, Any]], path: str | Path) -> int:
-    n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
+def split_rows(docs: Sequence[WEvalDocument], eval_fraction: float,
+               seed: int = 0) -> tuple[list[str], list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The seeded group split of ``docs`` (:func:`split_groups`) and the adherence rows of each
+    side: ``(train_ids, eval_ids, train_rows, eval_rows)``."""
+    train_ids, eval_ids = split_groups([d.id for d in docs], eval_fraction, seed)
+    held = set(eval_ids)
+    return (train_ids, eval_ids, rows_from_documents(d for d in docs if d.id not in held),
+            rows_from_documents(d for d in docs if d.id in held))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -100,16 +97,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from openrlhf_reward.builders.runner import finish
+    from openrlhf_reward.builders.store import write_jsonl_atomic
+
     docs = load_weval_jsonl(args.input)
     if args.eval_fraction and not args.eval_output:
         raise ValueError("--eval-fraction needs --eval-output")
-    train_ids, eval_ids = split_groups([d.id for d in docs], args.eval_fraction, args.seed)
-    keep = set(train_ids)
-    n = write_rows(rows_from_documents(d for d in docs if d.id in keep), args.output)
-    msg = f"{n} rows from {len(train_ids)} groups -> {args.output}"
-    if args.eval_output:
-        held = set(eval_ids)
-        m = write_rows(rows_from_documents(d for d in docs if d.id in held), args.eval_output)
-        msg += f"; {m} rows from {len(eval_ids)} held-out groups -> {args.eval_output}"
-    print(msg, file=sys.stderr)
-    return 0
+    train_ids, eval_ids, train, held = split_rows(docs, args.eval_fraction, args.seed)
+    notes = [f"{len(train)} rows from {len(train_ids)} groups"]
+    if train:  # never replace an earlier output with an empty one
+        write_jsonl_atomic(args.output, train)
+        if args.eval_output:
+            write_jsonl_atomic(args.eval_output, held)
+            notes.append(f"{len(held)} rows from {len(eval_ids)} held-out groups -> {args.eval_output}")
+    return finish("build-adherence", {"rows": len(train)}, {}, output=args.output if train else None, notes=notes)

@@ -277,7 +277,7 @@ def _parse_body(raw: bytes, options: ProtocolOptions) -> tuple[ParsedRequest, An
         data = json.loads(text)
     except RecursionError:
         raise RequestError("request body is nested too deeply", field="body", status=400) from None
-    except (ValueError, UnicodeDecodeError) as e:
+    except ValueError as e:
         raise RequestError(f"request body is not valid JSON: {str(e)[:200]}", field="body", status=400) from None
     return parse_reward_request(data, options), data
 
@@ -495,7 +495,7 @@ def create_app(
         return _json_response(payload), held
 
     def health_status() -> tuple[str, str | None]:
-        if not batcher._thread.is_alive():
+        if not batcher.alive:
             return "error", "the batcher thread has stopped"
         state_ = breaker.state
         if breaker.down:

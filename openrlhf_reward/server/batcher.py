@@ -152,6 +152,11 @@ class DynamicBatcher(Generic[T, R]):
 
     # ------------------------------------------------------------------ callers
 
+    @property
+    def alive(self) -> bool:
+        """False once the worker thread has died: nothing submitted would be answered."""
+        return self._thread.is_alive()
+
     def submit_many(self, items: Sequence[T]) -> list[concurrent.futures.Future]:
         now = time.monotonic()
         entries = [

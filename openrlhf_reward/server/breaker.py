@@ -87,28 +87,25 @@ class CircuitBreaker:
             if self._state != CLOSED:
                 self._declared_down = True
 
-    def wait_s(self) -> float:
-        """Seconds until a backend call may run (0: now)."""
+    def _wait(self, probe_out_s: float | None) -> float:
+        """Seconds until the next probe: the cool-down's rest while open; while half-open with
+        the probe out, ``probe_out_s`` (None: one cool-down); else 0."""
         with self._lock:
             self._refresh()
             if self._state == OPEN:
                 return max(0.0, self._opened_at + self._cooldown_s - self._clock())
-            return 0.0 if self._state == CLOSED or not self._probe_running else self._cooldown_s
+            if self._state == HALF_OPEN and self._probe_running:
+                return self._cooldown_s if probe_out_s is None else probe_out_s
+            return 0.0
+
+    def wait_s(self) -> float:
+        """Seconds until a backend call may run (0: now); a probe out may fail and reopen the
+        breaker, so held work waits one cool-down for it."""
+        return self._wait(None)
 
     def retry_after(self) -> float:
-        """Seconds until the next probe may run (0 when closed)."""
-        with self._lock:
-            self._refresh()
-            if self._state == OPEN:
-                return max(0.0, self._opened_at + self._cooldown_s - self._clock())
-            return 1.0 if self._state == HALF_OPEN and self._probe_running else 0.0
-
-    def check(self) -> None:
-        """Raise CircuitOpenError when a request should be refused now (does not take the probe)."""
-        with self._lock:
-            self._refresh()
-            if self._state == OPEN:
-                raise CircuitOpenError(self._opened_at + self._cooldown_s - self._clock(), self.reason)
+        """Seconds until the next probe may run (0 when closed), for a client's Retry-After."""
+        return self._wait(1.0)
 
     def acquire(self) -> None:
         """Before a backend call: raise CircuitOpenError unless the call may run."""

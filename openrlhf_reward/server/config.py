@@ -64,7 +64,7 @@ class ServerConfig:
     isolate_failures: bool = field(default=True, metadata={"help": "when a batch fails, retry its samples one by one so one bad sample fails only its own request"})
     require_requirements: bool | None = field(default=None, metadata={"help": "refuse labels without requirements (default: yes, except for holistic backends such as bt)"})
     end_markers: list[str] = field(default_factory=list, metadata={"help": "extra end-of-turn markers to strip from responses (besides </s>, <|im_end|>, <|eot_id|>, ...)"})
-    strip_think: bool = field(default=True, metadata={"help": "drop a leading <think>...</think> block from responses before scoring"})
+    strip_think: bool = field(default=True, metadata={"help": "drop every <think>...</think> block (nested or unfinished ones too) from responses before scoring"})
     log_requests: bool = field(default=False, metadata={"help": "log request content and rewards (off: logs never contain prompts or responses)"})
     access_log: bool = field(default=False, metadata={"help": "uvicorn access log (method, path, status)"})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
@@ -117,6 +117,12 @@ class ServerConfig:
             raise ConfigError(f"ride_through_s must be >= 0, got {self.ride_through_s}")
         if self.api_key is not None and not self.api_key.strip():  # an empty key is an error, not "no auth"
             raise ConfigError("api_key is empty: give a non-empty key, or leave it out to run without auth")
+
+    @property
+    def graceful_shutdown_s(self) -> float:
+        """How long a stopping server keeps answering what it admitted or holds: the longest a
+        request may take, plus a margin to write the answers."""
+        return self.request_timeout_s + 5.0
 
     def effective_max_wait_ms(self, backend: str) -> float:
         if self.max_wait_ms is not None:

@@ -95,7 +95,7 @@ def uvicorn_config(app: Any, server: Any, **overrides: Any) -> Any:
     settings: dict[str, Any] = dict(
         host=server.host, port=server.port, log_level=server.log_level, access_log=server.access_log,
         http=make_protocol_class(server.read_timeout_s),
-        timeout_graceful_shutdown=int(server.request_timeout_s) + 5,
+        timeout_graceful_shutdown=int(server.graceful_shutdown_s),
         backlog=4096,  # a GRPO step's burst of connections arrives at once
     )
     settings.update(overrides)

@@ -89,11 +89,10 @@ def build_application(cfg: RewardServiceConfig, deployment: RayDeployment) -> An
             # Serve replaces a replica whose batcher thread died; a failing *backend* is not
             # the replica's fault (a new replica would fail the same way): ride-through handles it.
             app = self._asgi_app  # set by Serve's ASGI wrapper
-            if not app.state.batcher._thread.is_alive():
+            if not app.state.batcher.alive:
                 raise RuntimeError("the reward batcher thread has stopped")
 
-    graceful = cfg.server.request_timeout_s + 5.0
-    cls = serve.deployment(**deployment.deployment_options(cfg.server.max_in_flight, graceful))(
+    cls = serve.deployment(**deployment.deployment_options(cfg.server.max_in_flight, cfg.server.graceful_shutdown_s))(
         serve.ingress(build_app)(RewardServer))
     return cls.bind()
 
