@@ -79,7 +79,6 @@ class _Chat:
         import httpx
         import openai
 
-        self.base_url = base_url
         self.retry = retry
         self._on_retry = on_retry
         self._openai_error = openai.OpenAIError

@@ -1,11 +1,13 @@
-"""The one runner of the data builders (build-weval, build-pairs, build-grpo, build-cerm).
+"""The one runner of the data builders.
 
-:class:`Build` is a build in its work directory: it opens the work store (whose fingerprint
+:class:`Build` (build-weval, build-pairs, and build-grpo's extraction with ``--raw``) is a
+build in its work directory: it opens the work store (whose fingerprint
 refuses other settings), runs the teacher units stage by stage with a progress bar, collects
 rejects by reason, and at the end writes the output (atomically; never an empty file, never
 while a unit is still pending), ``rejects.jsonl`` and the summary JSON.
 
-:func:`finish` ends a command: one summary on stderr, then the exit status -- 0, or 1 while
+:func:`finish` ends every row-writing command (those three, build-cerm, import-ifeval,
+import-paper, build-adherence): one summary on stderr, then the exit status -- 0, or 1 while
 teacher units are pending (a rerun finishes them); a run that kept nothing raises
 :class:`NothingKept`. Errors are never printed here: builders raise them typed
 (``DataError``, ``StoreError``, ``TeacherError``, :class:`BuildFailed`) and

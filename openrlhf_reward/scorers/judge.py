@@ -4,9 +4,9 @@ Two modes:
 
 ``verdict``
     One chat call per requirement (instruction, response, that requirement) asking for
-    ``Yes`` or ``No`` (:func:`verdict_messages`, the prompt the ``wevaljudge-*`` tasks use
+    ``Yes`` or ``No`` (:func:`~openrlhf_reward.judge_prompts.verdict_messages`, the prompt the ``wevaljudge-*`` tasks use
     too). Requirement score = 1.0 / 0.0, or with ``logprobs=true`` the normalised verdict
-    P(Yes) / (P(Yes) + P(No)) (:func:`normalized_verdict`, the tasks' score) read from the
+    P(Yes) / (P(Yes) + P(No)) (:func:`~openrlhf_reward.judge_prompts.normalized_verdict`, the tasks' score) read from the
     first answer token's top log-probabilities.
     Reward = mean over the parsed verdicts. A sample without requirements gets one verdict
     against :data:`GENERIC_REQUIREMENT` (the reward; no per-requirement detail).
@@ -240,6 +240,7 @@ class JudgeScorer(Scorer):
         # derives its criteria from the query, so it needs none.
         self.needs_requirements: bool | None = False if cfg.mode == "cerm" else None
         self.config = cfg
+        self._extra = self._extra_body()  # the config is fixed: one extra body for every call
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._cache: OrderedDict[str, tuple[list[str], bool]] = OrderedDict()
         self._inflight: dict[str, asyncio.Task] = {}
@@ -301,7 +302,7 @@ class JudgeScorer(Scorer):
             messages or [{"role": "system", "content": system}, {"role": "user", "content": user}],
             temperature=cfg.temperature, max_tokens=max_tokens,
             logprobs=True if logprobs else None, top_logprobs=cfg.top_logprobs if logprobs else None,
-            extra_body=self._extra_body(),
+            extra_body=self._extra,
         )
         try:
             data = await self._client.complete(body)

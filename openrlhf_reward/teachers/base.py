@@ -230,13 +230,16 @@ class BatchTeacher(Teacher):
         """:meth:`Teacher.chat` (the same keywords), collected from :meth:`chat_as_completed`."""
         convs = validate_batch(batch)
         out = [""] * len(convs)
-        for i, text in self.chat_as_completed(convs, **options):
+        for i, text in self._as_completed(convs, **options):
             out[i] = text
         return out
 
-    def chat_as_completed(self, batch: Sequence[Messages], *, temperature: float = 0.7, max_tokens: int = 512,
-                          seed: SeedArg = None, **options: Any) -> Iterator[tuple[int, str]]:
-        convs = validate_batch(batch)
+    def chat_as_completed(self, batch: Sequence[Messages], **options: Any) -> Iterator[tuple[int, str]]:
+        yield from self._as_completed(validate_batch(batch), **options)
+
+    def _as_completed(self, convs: list[Messages], *, temperature: float = 0.7, max_tokens: int = 512,
+                      seed: SeedArg = None, **options: Any) -> Iterator[tuple[int, str]]:
+        """:meth:`chat_as_completed` of a validated batch."""
         seeds = per_item_seeds(seed, len(convs))
         if not convs:
             return

@@ -101,15 +101,13 @@ class OpenAITeacher(BatchTeacher):
                 self.config.model = models[0]
             return self.config.model
 
-    def _one(
-        self, messages: Messages, temperature: float, max_tokens: int, seed: int | None,
-        json_schema: Mapping[str, Any] | None = None,
-    ) -> str:
+    def _one(self, messages: Messages, model: str, temperature: float, max_tokens: int, seed: int | None,
+             fmt: dict[str, Any] | None) -> str:
         c = self.config
-        body = chat_body(self._resolve_model(), messages, temperature=temperature, max_tokens=max_tokens,
+        body = chat_body(model, messages, temperature=temperature, max_tokens=max_tokens,
                          max_tokens_field=c.max_tokens_field, seed=seed, top_p=c.top_p, extra_body=c.extra_body)
-        if json_schema is not None:
-            body["response_format"] = response_format(json_schema)
+        if fmt is not None:
+            body["response_format"] = fmt
         try:
             data = self._client.complete(body)
         except EndpointError as e:
@@ -128,9 +126,10 @@ class OpenAITeacher(BatchTeacher):
                  json_schema: Mapping[str, Any] | None = None) -> Iterator[tuple[int, str]]:
         """``json_schema`` (a JSON Schema dict) is sent as ``response_format`` so the endpoint
         constrains the answers to it."""
-        self._resolve_model()
+        model = self._resolve_model()  # once per batch: the requests share it and the format
+        fmt = response_format(json_schema) if json_schema is not None else None
         futures: dict[Future, int] = {
-            self._pool.submit(self._one, conv, temperature, max_tokens, s, json_schema): i
+            self._pool.submit(self._one, conv, model, temperature, max_tokens, s, fmt): i
             for i, (conv, s) in enumerate(zip(convs, seeds))
         }
         pending = set(futures)
