@@ -28,10 +28,13 @@ from openrlhf_reward.server.batcher import is_backend_unavailable
 CONV = [{"role": "user", "content": "Say hi."}]
 
 
-def _closed_port() -> int:
+@pytest.fixture
+def closed_port():
+    """A port that refuses connections for the whole test: bound, never listening, so no
+    other process can take it meanwhile."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield s.getsockname()[1]
 
 
 def test_chat_body_leaves_out_none_and_extra_body_wins():
@@ -65,8 +68,8 @@ def test_chat_client_retries_then_fails_for_good():
     assert not is_backend_unavailable(err)  # it answered: an HTTP error, not an outage
 
 
-def test_chat_client_unreachable_is_an_outage():
-    client = ChatClient(f"http://127.0.0.1:{_closed_port()}/v1", "k", timeout=2, concurrency=1,
+def test_chat_client_unreachable_is_an_outage(closed_port):
+    client = ChatClient(f"http://127.0.0.1:{closed_port}/v1", "k", timeout=2, concurrency=1,
                         retry=RetryPolicy(max_tries=2, backoff=0.001))
     with pytest.raises(EndpointError) as info:
         client.complete(chat_body("m", CONV, temperature=0.0, max_tokens=4))
@@ -75,9 +78,9 @@ def test_chat_client_unreachable_is_an_outage():
     assert is_backend_unavailable(info.value)
 
 
-def test_http_client_transport_failure_is_transient_from_the_httpx_error():
+def test_http_client_transport_failure_is_transient_from_the_httpx_error(closed_port):
     client = HttpClient(timeout=2, concurrency=1)
-    url = f"http://127.0.0.1:{_closed_port()}/get_reward"
+    url = f"http://127.0.0.1:{closed_port}/get_reward"
     with pytest.raises(TransientError, match=r"127\.0\.0\.1.*ConnectError") as info:
         client.post(url, {"query": ["x"]})
     client.close()
@@ -95,12 +98,12 @@ def _failure(backend: str, error: type[Exception], match: str, **args) -> Except
     return info.value
 
 
-def test_judge_and_remote_failures_keep_their_classification():
+def test_judge_and_remote_failures_keep_their_classification(closed_port):
     """The reward server holds requests (ride-through) only for unreachable backends."""
     from openrlhf_reward.scorers.judge import JudgeError
     from openrlhf_reward.scorers.remote import RemoteRewardError
 
-    port = _closed_port()
+    port = closed_port
     down = _failure("judge", JudgeError, "1 attempt", model="m", base_url=f"http://127.0.0.1:{port}/v1",
                     max_retries=0, timeout=2)
     assert is_backend_unavailable(down)

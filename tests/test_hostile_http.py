@@ -23,8 +23,17 @@ GOOD = {"query": ["P: hello there"], "prompts": ["P: "], "labels": [{"requiremen
 
 @pytest.fixture(scope="module")
 def srv():
-    with ServerThread(get_scorer("rules"), "rules", read_timeout_s=3.0) as s:
-        yield s
+    # The server runs in this process, so the idle-connection test holds both ends of its
+    # 1,100 sockets here: raise the soft open-file limit as `serve` does for itself.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        with ServerThread(get_scorer("rules"), "rules", read_timeout_s=3.0) as s:
+            yield s
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def _raw(port: int, data: bytes, timeout: float = 60.0) -> bytes:

@@ -300,13 +300,15 @@ def test_rolling_restart_with_reuse_port_loses_no_sample(openrlhf_agent):
 
         def restart() -> None:
             nonlocal new
-            new = start_cli_server(args)
-            for line in new.stdout:  # up once its lifespan has run
-                if "Application startup complete" in line:
-                    break
-            old.terminate()
-            old.wait(120)
-            switched.set()
+            try:
+                new = start_cli_server(args)
+                for line in new.stdout:  # up once its lifespan has run
+                    if "Application startup complete" in line:
+                        break
+                old.terminate()
+                old.wait(120)
+            finally:  # a failed restart ends the trickle too: the asserts below then say so
+                switched.set()
 
         t = threading.Thread(target=restart)
         t.start()

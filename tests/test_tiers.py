@@ -24,7 +24,7 @@ def test_light_subprocess():
     subprocess.run([sys.executable, "-c", "pass"], check=True)
 
 def test_starts_a_server():
-    subprocess.run([sys.executable, "-m", "openrlhf_reward.cli", "serve", "--backend", "rules"])
+    subprocess.run([sys.executable, "-m", "openrlhf_reward.cli", "serve", "--backend", "rules"], timeout=30)
 
 def test_imports_torch():
     sys.modules["torch"] = types.ModuleType("torch")  # what `import torch` leaves behind
