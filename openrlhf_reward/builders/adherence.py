@@ -97,7 +97,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.builders.runner import finish
+    from openrlhf_reward.builders.runner import finish, write_rows
     from openrlhf_reward.builders.store import write_jsonl_atomic
 
     docs = load_weval_jsonl(args.input)
@@ -105,9 +105,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--eval-fraction needs --eval-output")
     train_ids, eval_ids, train, held = split_rows(docs, args.eval_fraction, args.seed)
     notes = [f"{len(train)} rows from {len(train_ids)} groups"]
-    if train:  # never replace an earlier output with an empty one
-        write_jsonl_atomic(args.output, train)
-        if args.eval_output:
-            write_jsonl_atomic(args.eval_output, held)
-            notes.append(f"{len(held)} rows from {len(eval_ids)} held-out groups -> {args.eval_output}")
-    return finish("build-adherence", {"rows": len(train)}, {}, output=args.output if train else None, notes=notes)
+    output = write_rows(args.output, train)
+    if output and args.eval_output:
+        write_jsonl_atomic(args.eval_output, held)
+        notes.append(f"{len(held)} rows from {len(eval_ids)} held-out groups -> {args.eval_output}")
+    return finish("build-adherence", {"rows": len(train)}, {}, output=output, notes=notes)

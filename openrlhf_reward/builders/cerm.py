@@ -173,8 +173,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.builders.runner import finish
-    from openrlhf_reward.builders.store import write_jsonl_atomic
+    from openrlhf_reward.builders.runner import finish, write_rows
     from openrlhf_reward.judge_prompts import CERM_CRITERIA_TEMPLATE, read_template
 
     sides = SIDES if args.sides == "both" else (args.sides,)
@@ -191,7 +190,5 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         pairs.close()  # release the input (an open file, a table) also when a bad row stops the build
-    if rows:
-        write_jsonl_atomic(args.output, rows)
     kept = {"pairs": len(rows) // len(sides), "rows": len(rows)} if rows else {"rows": 0}
-    return finish("build-cerm", kept, skipped, output=args.output if rows else None)
+    return finish("build-cerm", kept, skipped, output=write_rows(args.output, rows))

@@ -110,7 +110,7 @@ def _extract(args: argparse.Namespace, raw: list) -> tuple[list[Instruction], Co
     with make_teacher(args) as teacher:
         with Build(work, meta, teacher, store_name="units.jsonl", progress=not args.no_progress,
                    chunk_size=args.chunk_size) as build:
-            instructions = build.extract(raw, teacher, cfg, seed=args.seed)
+            instructions = build.extract(raw, cfg, seed=args.seed)
     build.write_rejects()
     return instructions, build.reasons, build.failures()
 
@@ -133,8 +133,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openrlhf_reward.builders.instructions import load_listed, load_raw
-    from openrlhf_reward.builders.runner import finish
-    from openrlhf_reward.builders.store import write_jsonl_atomic
+    from openrlhf_reward.builders.runner import finish, write_rows
 
     rejected: Counter = Counter()
     failures: list[str] = []
@@ -147,7 +146,6 @@ def run(args: argparse.Namespace) -> int:
     rejected.update(more)
     if dups:
         rejected["duplicate_instruction"] += dups
-    done = bool(rows) and not failures  # never an empty file, nor one missing pending instructions
-    if done:
-        write_jsonl_atomic(args.output, rows)
-    return finish("build-grpo", {"rows": len(rows)}, rejected, output=args.output if done else None, failures=failures)
+    # never a file missing pending instructions
+    output = write_rows(args.output, rows, complete=not failures)
+    return finish("build-grpo", {"rows": len(rows)}, rejected, output=output, failures=failures)

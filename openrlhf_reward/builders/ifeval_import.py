@@ -91,18 +91,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openrlhf_reward.builders.grpo import build_rows
-    from openrlhf_reward.builders.runner import finish
+    from openrlhf_reward.builders.runner import finish, write_rows
     from openrlhf_reward.builders.store import write_jsonl_atomic
 
     instructions, rejects = import_ifeval(args.input, strict=args.strict, prompt_key=args.prompt_key, id_key=args.id_key)
     # IFEval rows always carry requirements, so build_rows skips none of them.
     rows, skipped = build_rows(instructions, args.datasource, progress=not args.no_progress, desc="import-ifeval")
-    if rows:
-        write_jsonl_atomic(args.output, rows)
+    output = write_rows(args.output, rows)
     if args.rejects:
         write_jsonl_atomic(args.rejects, rejects)
     notes = [f"line {r['line']}: {r['error']}" for r in rejects[:5]]
     if len(rejects) > 5:
         notes.append(f"... and {len(rejects) - 5} more" + (f" (see {args.rejects})" if args.rejects else ""))
     return finish("import-ifeval", {"rows": len(rows)}, Counter(r["reason"] for r in rejects) + skipped, notes=notes,
-                  output=args.output if rows else None)
+                  output=output)

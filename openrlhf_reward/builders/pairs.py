@@ -294,7 +294,7 @@ def build_pairs(config: PairsBuildConfig, teacher: Any) -> dict[str, Any]:
     workdir = Path(cfg.workdir) if cfg.workdir else Path(f"{cfg.output}.work")
     with Build(workdir, _meta(cfg), teacher, progress=cfg.progress, chunk_size=cfg.chunk_size) as build:
         if cfg.raw:
-            instructions = build.extract(raw, teacher, ExtractConfig(
+            instructions = build.extract(raw, ExtractConfig(
                 min_requirements=cfg.min_requirements, max_requirements=cfg.max_requirements,
                 temperature=cfg.extract_temperature, max_tokens=cfg.extract_max_tokens, retries=cfg.max_attempts - 1,
             ), seed=cfg.seed)
@@ -315,7 +315,7 @@ def build_pairs(config: PairsBuildConfig, teacher: Any) -> dict[str, Any]:
             for inst in usable
             for lvl in levels_of[inst.id]
         ]
-        stats = build.run_units("answers", teacher, units, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+        stats = build.run_units("answers", units, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                                 retries=cfg.max_attempts - 1)
         records: list[dict[str, Any]] = []
         summary: dict[str, Any] = {}

@@ -402,8 +402,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_reward.builders.runner import finish
-    from openrlhf_reward.builders.store import write_jsonl_atomic
+    from openrlhf_reward.builders.runner import finish, write_rows
 
     cfg = PaperImportConfig(
         kind=args.kind, category=args.category, requirement_type=args.requirement_type,
@@ -411,7 +410,5 @@ def run(args: argparse.Namespace) -> int:
         datasource=args.datasource, seed=args.seed,
     )
     result = import_paper(args.input, cfg)
-    if result.rows:
-        write_jsonl_atomic(args.output, result.rows)
     return finish("import-paper", {result.kind: len(result.rows)}, result.skipped,
-                  notes=[f"layout {result.layout} -> {result.kind}"], output=args.output if result.rows else None)
+                  notes=[f"layout {result.layout} -> {result.kind}"], output=write_rows(args.output, result.rows))

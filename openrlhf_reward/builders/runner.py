@@ -32,7 +32,7 @@ from openrlhf_reward.builders.teacher_units import (
     run_units,
 )
 
-__all__ = ["Build", "BuildFailed", "NothingKept", "finish", "teacher_meta"]
+__all__ = ["Build", "BuildFailed", "NothingKept", "finish", "teacher_meta", "write_rows"]
 
 
 class BuildFailed(Exception):
@@ -42,6 +42,16 @@ class BuildFailed(Exception):
 
 class NothingKept(BuildFailed):
     """Every input was rejected or skipped, so nothing was written (the CLI names the input)."""
+
+
+def write_rows(path: str | Path, rows: Sequence[Any], *, complete: bool = True) -> str | Path | None:
+    """Write ``rows`` to ``path`` atomically, unless there are none or the run is not
+    ``complete``: an earlier output is never replaced by an empty or partial one. Returns
+    ``path`` as given when written, else None (what :func:`finish` takes as ``output``)."""
+    if not rows or not complete:
+        return None
+    write_jsonl_atomic(path, rows)
+    return path
 
 
 def teacher_meta(teacher: Any) -> dict[str, Any]:
@@ -61,7 +71,7 @@ class Build:
     ``meta`` is what changes the meaning of a stored unit; the teacher's identity is added.
 
     >>> with Build(workdir, meta, teacher) as build:
-    ...     build.run_units("answers", teacher, units, temperature=0.7, max_tokens=512, retries=2)
+    ...     build.run_units("answers", units, temperature=0.7, max_tokens=512, retries=2)
     ...     build.reject("answer/empty_response", {"id": "x", ...})
     ...     summary = build.write(output, records, {...}, config=cfg)
     """
@@ -71,6 +81,7 @@ class Build:
         self.workdir = Path(workdir)
         self.progress = progress
         self.chunk_size = chunk_size
+        self.teacher = teacher
         self.store = WorkStore.open(self.workdir / store_name, meta={**meta, **teacher_meta(teacher)})
         self.rejects: list[dict[str, Any]] = []
         self.reasons: Counter[str] = Counter()
@@ -82,22 +93,22 @@ class Build:
     def __exit__(self, *exc: object) -> None:
         self.store.close()
 
-    def run_units(self, stage: str, teacher: Any, units: Sequence[TeacherUnit], *, temperature: float, max_tokens: int,
+    def run_units(self, stage: str, units: Sequence[TeacherUnit], *, temperature: float, max_tokens: int,
                   retries: int, json_schema: Mapping[str, Any] | None = None) -> UnitStats:
         """Answer the units not yet in the store (:func:`.teacher_units.run_units`)."""
         self.stages[stage] = run_units(
-            teacher, units, self.store, temperature=temperature, max_tokens=max_tokens, retries=retries,
+            self.teacher, units, self.store, temperature=temperature, max_tokens=max_tokens, retries=retries,
             chunk_size=self.chunk_size, desc=stage, progress=self.progress, json_schema=json_schema,
         )
         return self.stages[stage]
 
-    def extract(self, raw: Sequence[Any], teacher: Any, config: Any, *, seed: int) -> list[Any]:
+    def extract(self, raw: Sequence[Any], config: Any, *, seed: int) -> list[Any]:
         """Requirement extraction of raw instructions (:mod:`.extract`); its rejects count as
         ``extract/<reason>``. Returns the instructions that passed, in input order."""
         from openrlhf_reward.builders.extract import run_extraction
 
         kept, rejects, self.stages["extract requirements"] = run_extraction(
-            raw, teacher, self.store, config, seed=seed, chunk_size=self.chunk_size, progress=self.progress
+            raw, self.teacher, self.store, config, seed=seed, chunk_size=self.chunk_size, progress=self.progress
         )
         for r in rejects:
             self.reject(f"extract/{r['reason']}", r)
@@ -124,11 +135,10 @@ class Build:
         previous output is never replaced by an empty or partial one), then the rejects and
         ``summary`` (default path: WORKDIR/summary.json). Returns the summary with its paths."""
         complete = not self.pending
-        if complete and records:
-            write_jsonl_atomic(output, records)
+        written = write_rows(output, records, complete=complete)
         summary.update(
             complete=complete,
-            output=str(output) if complete and records else None,
+            output=str(written) if written else None,
             rejected_by_reason=dict(sorted(self.reasons.items())),
             rejects_path=str(self.write_rejects()),
             config={k: v for k, v in asdict(config).items() if k != "progress"},

@@ -149,9 +149,9 @@ def build_weval(
         key_of = {s.id: f"{s.id}@{_text_hash(s.text)}" for s in seeds}
         categories = _assign_categories(cfg, seeds, build.store, key_of, assigner)
         kept = [s for s in seeds if categories[s.id] is not None]
-        _augment(cfg, teacher, kept, build, key_of)
+        _augment(cfg, kept, build, key_of)
         reqs_of = _requirements(kept, build.store, key_of)
-        _candidates(cfg, teacher, kept, reqs_of, build, key_of)
+        _candidates(cfg, kept, reqs_of, build, key_of)
         docs: list[dict[str, Any]] = []
         summary: dict[str, Any] = {"kept": 0, "seeds": len(seeds), "rejected": 0}
         # Units the teacher could not answer are not stored; assembling now would give a file
@@ -194,7 +194,7 @@ def _assign_categories(
     return out
 
 
-def _augment(cfg: WEvalBuildConfig, teacher: Teacher, kept: Sequence[Seed], build: Build, key_of: dict[str, str]) -> None:
+def _augment(cfg: WEvalBuildConfig, kept: Sequence[Seed], build: Build, key_of: dict[str, str]) -> None:
     def accept(text: str) -> list[dict[str, Any]]:
         return [r.to_dict() for r in parse_requirements_json(text, n=cfg.n_requirements, min_types=cfg.min_types)]
 
@@ -209,7 +209,7 @@ def _augment(cfg: WEvalBuildConfig, teacher: Teacher, kept: Sequence[Seed], buil
         if s.requirements is None
     ]
     build.run_units(
-        "requirements", teacher, units, temperature=cfg.aug_temperature, max_tokens=cfg.aug_max_tokens,
+        "requirements", units, temperature=cfg.aug_temperature, max_tokens=cfg.aug_max_tokens,
         retries=cfg.max_attempts - 1, json_schema=requirements_json_schema(cfg.n_requirements),
     )
 
@@ -232,8 +232,7 @@ def _requirements(kept: Sequence[Seed], store: WorkStore, key_of: dict[str, str]
 
 
 def _candidates(
-    cfg: WEvalBuildConfig, teacher: Teacher, kept: Sequence[Seed], reqs_of: dict[str, Any], build: Build,
-    key_of: dict[str, str],
+    cfg: WEvalBuildConfig, kept: Sequence[Seed], reqs_of: dict[str, Any], build: Build, key_of: dict[str, str],
 ) -> None:
     units = [
         answer_unit(f"cand:{key_of[s.id]}:{lvl.k}", lvl.prompt, base_seed=cfg.seed, system_prompt=cfg.system_prompt)
@@ -241,7 +240,7 @@ def _candidates(
         if isinstance(reqs_of[s.id], tuple)
         for lvl in dropout_levels(s.text, reqs_of[s.id], seed=cfg.seed, doc_id=s.id, max_dropped=cfg.max_dropped)
     ]
-    build.run_units("candidates", teacher, units, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+    build.run_units("candidates", units, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                     retries=cfg.max_attempts - 1)
 
 
