@@ -230,7 +230,11 @@ def parse_boxed_scores(text: str | None) -> list[float | None]:
 
 def parse_cerm_score(text: str | None) -> float | None:
     """The CE-RM reward: the LAST boxed number of the evaluation, if it lies in [0, 10]."""
-    boxed = parse_boxed_scores(text)
+    return cerm_score(parse_boxed_scores(text))
+
+
+def cerm_score(boxed: list[float | None]) -> float | None:
+    """:func:`parse_cerm_score` of already parsed boxed numbers (:func:`parse_boxed_scores`)."""
     if not boxed or boxed[-1] is None:
         return None
     s = boxed[-1]

@@ -73,10 +73,10 @@ from openrlhf_reward.judge_prompts import (
     GENERIC_REQUIREMENT,
     SCORE_PROMPT,
     SCORE_SYSTEM_PROMPT,
+    cerm_score,
     fill_template,
     parse_boxed_scores,
     parse_cerm_criteria,
-    parse_cerm_score,
     parse_criteria,
     parse_item_scores,
     parse_verdict,
@@ -503,14 +503,14 @@ class JudgeScorer(Scorer):
         self._stats["cerm_evals"] += 1
         choice = await self._chat("", "", self.config.cerm_eval_max_tokens, messages=messages)
         text = _text(choice)
-        score = parse_cerm_score(text)
         boxed = parse_boxed_scores(text)
+        score = cerm_score(boxed)
         if choice is not None and choice.get("finish_reason") == "length":
             # cut off by its budget: the last box is a per-criterion score, not the overall one
             score = None
             info["cut_off"] = True
         info.update(criteria_parsed=criteria_ok, overall=score,
-                    criterion_scores=[b for b in boxed[:-1]] if score is not None else boxed)
+                    criterion_scores=boxed[:-1] if score is not None else boxed)
         parsed: list[float] = []
         if score is None:
             self._stats["cerm_unparsed"] += 1
